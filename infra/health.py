@@ -1,0 +1,113 @@
+"""Real health probes for every service of a stack.
+
+Deploy waits on these (not on sleeps), `invoke status` shows them, and the
+GameDay engine checks the stack with them after a cleanup. Each probe is bounded
+in time and never retries on its own.
+"""
+
+from __future__ import annotations
+
+import socket
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import httpx
+import psycopg
+import redis
+
+from infra.inventory import secrets_dir
+from infra.secrets import read_secret
+from infra.topology import Service, Topology
+
+PROBE_TIMEOUT_S = 2.0
+
+
+@dataclass(frozen=True)
+class Health:
+    ok: bool
+    detail: str
+
+
+def _tcp(service: Service) -> Health:
+    try:
+        with socket.create_connection((service.address, service.port), PROBE_TIMEOUT_S):
+            return Health(True, "accepting connections")
+    except OSError as exc:
+        return Health(False, f"no listener: {exc.strerror or exc}")
+
+
+def _http(url: str, expect: Callable[[httpx.Response], bool] | None = None) -> Health:
+    try:
+        resp = httpx.get(url, timeout=PROBE_TIMEOUT_S)
+    except httpx.HTTPError as exc:
+        return Health(False, f"{type(exc).__name__}: {exc}")
+    ok = expect(resp) if expect else resp.status_code == 200
+    return Health(ok, f"HTTP {resp.status_code}")
+
+
+def _sql(topology: Topology, service: Service, user: str, secret: str, dbname: str) -> Health:
+    try:
+        with psycopg.connect(
+            host=service.address, port=service.port, user=user, dbname=dbname,
+            password=read_secret(secrets_dir(topology), secret),
+            connect_timeout=int(PROBE_TIMEOUT_S), prepare_threshold=None, autocommit=True,
+        ) as conn:
+            conn.execute("SELECT 1")
+        return Health(True, f"SELECT 1 as {user}")
+    except (psycopg.Error, OSError) as exc:
+        return Health(False, str(exc).strip().splitlines()[0] if str(exc).strip() else repr(exc))
+
+
+def _redis(topology: Topology, service: Service) -> Health:
+    client = redis.Redis(host=service.address, port=service.port,
+                         password=read_secret(secrets_dir(topology), "redis"),
+                         socket_timeout=PROBE_TIMEOUT_S, socket_connect_timeout=PROBE_TIMEOUT_S,
+                         retry_on_timeout=False, retry=None)
+    try:
+        return Health(bool(client.ping()), "PING → PONG")
+    except (redis.RedisError, OSError) as exc:
+        return Health(False, str(exc))
+    finally:
+        client.close()
+
+
+def probe(topology: Topology, service: Service) -> Health:
+    """Check one service the way its clients use it."""
+    base = f"http://{service.endpoint}"
+    db = topology.sizing.postgresql.database
+    match service.name:
+        case "postgresql":
+            return _sql(topology, service, "civicpulse", "app_db", db)
+        case "pgbouncer":
+            return _sql(topology, service, "civicpulse", "app_db", db)
+        case "redis":
+            return _redis(topology, service)
+        case "nginx" | "app":
+            return _http(base + topology.workload.health_path,
+                         lambda r: r.status_code == 200)
+        case "prometheus" | "alertmanager":
+            return _http(base + "/-/ready")
+        case _ if service.kind.metrics_path:
+            return _http(base + service.kind.metrics_path)
+        case _:
+            return _tcp(service)
+
+
+def probe_all(topology: Topology) -> dict[tuple[str, str], Health]:
+    return {(s.host, s.name): probe(topology, s) for s in topology.services}
+
+
+def wait_healthy(topology: Topology, timeout_s: float = 120,
+                 on_wait: Callable[[list[str]], None] | None = None
+                 ) -> dict[tuple[str, str], Health]:
+    """Poll every probe until all pass or the deadline; returns the last results."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        results = probe_all(topology)
+        failing = [f"{h}/{s}" for (h, s), r in results.items() if not r.ok]
+        if not failing or time.monotonic() >= deadline:
+            return results
+        if on_wait:
+            on_wait(failing)
+        time.sleep(0.5)

@@ -1,0 +1,119 @@
+"""Derive the Ansible inventory (hosts, groups, variables) from a topology.
+
+Nothing in `playbooks/` holds an address, a port or a size: every value a role uses
+arrives through the variables built here. Roles get their own variables as
+`<service>_<setting>` (e.g. `redis_maxmemory_mb`), checked by each role's
+`meta/argument_specs.yml`; cross-service wiring (who talks to whom) comes from
+`cp_endpoints`.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from infra.topology import REPO_ROOT, Host, Topology
+from infra.workload import requirements
+
+#: The interpreter Ansible runs modules with on the hosts: Debian's, because it has
+#: python3-apt (the apt module needs it) and, unlike a pyenv build in root's home,
+#: it is readable by the service users.
+HOST_PYTHON = "/usr/bin/python3"
+
+
+def host_dir(topology: Topology, host: str) -> Path:
+    """Per-host directory: config, data, logs and supervisor of one host."""
+    return topology.state_dir / "hosts" / host
+
+
+def secrets_dir(topology: Topology) -> Path:
+    return topology.state_dir / "secrets"
+
+
+def work_dir(topology: Topology) -> Path:
+    """Controller-side scratch: generated inventory, Ansible's home and logs."""
+    return topology.state_dir / "work"
+
+
+def workload_archive_path(topology: Topology) -> Path:
+    return work_dir(topology) / "workload.tar.gz"
+
+
+def stack_vars(topology: Topology) -> dict[str, Any]:
+    """Variables every host sees; also the context the monitoring templates render with."""
+    endpoints: dict[str, list[dict[str, Any]]] = {}
+    for svc in topology.services:
+        endpoints.setdefault(svc.name, []).append(
+            {"host": svc.host, "address": svc.address, "port": svc.port,
+             "metrics_path": svc.kind.metrics_path, "exports": svc.kind.exports}
+        )
+    return {
+        "cp_stack": topology.stack,
+        "cp_target": topology.target,
+        "cp_state_dir": str(topology.state_dir),
+        "cp_secrets_dir": str(secrets_dir(topology)),
+        "cp_repo": str(REPO_ROOT),
+        "cp_endpoints": endpoints,
+        "cp_sizing": topology.sizing.model_dump(),
+        "cp_monitoring": topology.monitoring.model_dump(),
+        "cp_workload": topology.workload.model_dump(),
+        "cp_workload_archive": str(workload_archive_path(topology)),
+        "cp_workload_requirements": requirements(topology),
+        "cp_webhook": topology.webhook_endpoint,
+        "cp_users": {s.name: s.kind.user for s in topology.services},
+    }
+
+
+def machine_of(host: Host) -> str:
+    """Which real machine a host lives on: loopback hosts share this one."""
+    if host.connection == "local":
+        return "localhost"
+    return f"{host.ssh_host}:{host.ssh_port}"
+
+
+def host_vars(topology: Topology, host: Host) -> dict[str, Any]:
+    primary = next(h for h in topology.hosts if machine_of(h) == machine_of(host))
+    hv: dict[str, Any] = {
+        "cp_machine_primary": primary.name == host.name,
+        "cp_host": host.name,
+        "cp_address": host.address,
+        "cp_host_dir": str(host_dir(topology, host.name)),
+        "cp_services": [s.name for s in host.services],
+        "ansible_python_interpreter": HOST_PYTHON,
+    }
+    if host.connection == "local":
+        hv["ansible_connection"] = "local"
+    else:
+        hv.update(ansible_connection="ssh", ansible_host=host.ssh_host,
+                  ansible_port=host.ssh_port, ansible_user=host.ssh_user)
+    sizing = topology.sizing.model_dump()
+    for svc in host.services:
+        hv[f"{svc.name}_address"] = svc.address
+        hv[f"{svc.name}_port"] = svc.port
+        hv[f"{svc.name}_user"] = svc.kind.user
+        for key, value in sizing.get(svc.name, {}).items():
+            hv[f"{svc.name}_{key}"] = value
+    return hv
+
+
+def build_inventory(topology: Topology) -> dict[str, Any]:
+    groups: dict[str, dict[str, Any]] = {}
+    for svc in topology.services:
+        groups.setdefault(svc.name, {"hosts": {}})["hosts"][svc.host] = {}
+    return {
+        "all": {
+            "vars": stack_vars(topology),
+            "hosts": {h.name: host_vars(topology, h) for h in topology.hosts},
+            "children": groups,
+        }
+    }
+
+
+def write_inventory(topology: Topology, path: Path) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    text = f"# Generated from {topology.source} by infra/inventory.py; do not edit.\n"
+    text += yaml.safe_dump(build_inventory(topology), sort_keys=False)
+    path.write_text(text, encoding="utf-8")
+    return path

@@ -1,0 +1,121 @@
+"""The local target: deploy, inspect and destroy a stack on this machine.
+
+Deploy = preflight → secrets → inventory + workload archive → Ansible (`site.yml`)
+→ wait for real readiness. The functions report progress through callbacks so that
+tasks.py can show it with rich and tests can run them silently.
+"""
+
+from __future__ import annotations
+
+import shutil
+import socket
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from infra.ansible_run import PlaybookResult, run_playbook
+from infra.health import Health, probe_all, wait_healthy
+from infra.inventory import secrets_dir, work_dir, workload_archive_path, write_inventory
+from infra.preflight import preflight
+from infra.secrets import ensure_secrets
+from infra.supervision import program_states, shutdown_host
+from infra.topology import Topology
+from infra.workload import build_archive
+
+Progress = Callable[[str], None]
+
+
+class DeployError(Exception):
+    """Deploy stopped; the message says why and what to do."""
+
+
+@dataclass
+class DeployResult:
+    playbook: PlaybookResult
+    health: dict[tuple[str, str], Health]
+    timings: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def healthy(self) -> bool:
+        return all(h.ok for h in self.health.values())
+
+
+def deploy(topology: Topology, progress: Progress | None = None,
+           ansible_args: list[str] | None = None, ready_timeout_s: float = 180) -> DeployResult:
+    say = progress or (lambda _msg: None)
+    timings: dict[str, float] = {}
+    t0 = time.monotonic()
+
+    say("preflight: checking root, Debian, tooling and ports")
+    problems = preflight(topology)
+    if problems:
+        raise DeployError("preflight failed, nothing was changed:\n  - " + "\n  - ".join(problems))
+    timings["preflight"] = time.monotonic() - t0
+
+    say("secrets: generating missing ones (mode 0600)")
+    ensure_secrets(secrets_dir(topology))
+    say("inventory: deriving hosts and variables from " + str(topology.source))
+    inventory = write_inventory(topology, work_dir(topology) / "inventory.yml")
+    build_archive(topology, workload_archive_path(topology))
+
+    t1 = time.monotonic()
+    result = run_playbook(inventory, work_dir(topology), extra_args=ansible_args,
+                          on_line=lambda kind, name: say(f"ansible {kind}: {name}"))
+    timings["ansible"] = time.monotonic() - t1
+    if not result.ok:
+        details = "\n  ".join(result.failures[:10]) or "(see the log)"
+        raise DeployError(f"Ansible failed (exit {result.returncode}); full log: {result.log}\n"
+                          f"  {details}")
+
+    t2 = time.monotonic()
+    say("readiness: SQL through PgBouncer, Redis PING, HTTP through nginx, …")
+    health = wait_healthy(topology, ready_timeout_s,
+                          on_wait=lambda failing: say("waiting for: " + ", ".join(failing)))
+    timings["readiness"] = time.monotonic() - t2
+    timings["total"] = time.monotonic() - t0
+    return DeployResult(playbook=result, health=health, timings=timings)
+
+
+def status(topology: Topology) -> dict[str, Any]:
+    """Every service with its supervisor state and probe result, plus endpoints."""
+    health = probe_all(topology)
+    rows = []
+    for host in topology.hosts:
+        states = program_states(topology, host.name)
+        for svc in host.services:
+            h = health[(host.name, svc.name)]
+            rows.append({"host": host.name, "service": svc.name, "address": svc.endpoint,
+                         "state": states.get(svc.name, "ABSENT"), "healthy": h.ok,
+                         "detail": h.detail})
+    return {
+        "stack": topology.stack,
+        "services": rows,
+        "endpoints": {"app": topology.app_url, "prometheus": topology.url("prometheus"),
+                      "alertmanager": topology.url("alertmanager")},
+    }
+
+
+def listening(topology: Topology) -> list[str]:
+    """Endpoints of the stack that still accept connections."""
+    alive = []
+    for svc in topology.services:
+        try:
+            with socket.create_connection((svc.address, svc.port), timeout=0.5):
+                alive.append(f"{svc.host}/{svc.name} {svc.endpoint}")
+        except OSError:
+            pass
+    return alive
+
+
+def destroy(topology: Topology, progress: Progress | None = None) -> list[str]:
+    """Stop every host, remove the stack's state; returns endpoints still listening."""
+    say = progress or (lambda _msg: None)
+    for host in topology.hosts:
+        if host.connection != "local":
+            continue
+        say(f"stopping host {host.name} ({host.address})")
+        shutdown_host(topology, host.name)
+    say(f"removing {topology.state_dir}")
+    shutil.rmtree(topology.state_dir, ignore_errors=True)
+    return listening(topology)

@@ -1,0 +1,74 @@
+"""Checks before a deploy touches anything: each failure says what to do."""
+
+from __future__ import annotations
+
+import errno
+import os
+import shutil
+import socket
+import sys
+from pathlib import Path
+
+from infra.supervision import program_states
+from infra.topology import Topology
+
+OS_RELEASE = Path("/etc/os-release")
+
+
+def _os_release() -> dict[str, str]:
+    try:
+        lines = OS_RELEASE.read_text().splitlines()
+    except OSError:
+        return {}
+    pairs = (line.split("=", 1) for line in lines if "=" in line)
+    return {k: v.strip('"') for k, v in pairs}
+
+
+def port_conflicts(topology: Topology) -> list[str]:
+    """Listeners the stack needs that something else already holds."""
+    problems = []
+    for host in topology.hosts:
+        if host.connection != "local":
+            continue
+        ours = {name for name, state in program_states(topology, host.name).items()
+                if state in ("RUNNING", "STARTING", "BACKOFF")}
+        for svc in host.services:
+            if svc.name in ours:
+                continue
+            sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            try:
+                sock.bind((svc.address, svc.port))
+            except OSError as exc:
+                if exc.errno == errno.EADDRINUSE:
+                    problems.append(
+                        f"{svc.endpoint} ({host.name}/{svc.name}) is already in use by another "
+                        f"process: find it with `ss -ltnp 'sport = :{svc.port}'` and stop it, "
+                        f"or give {svc.name} another port in {topology.source}")
+                else:
+                    problems.append(f"cannot bind {svc.endpoint} for {host.name}/{svc.name}: "
+                                    f"{exc.strerror}")
+            finally:
+                sock.close()
+    return problems
+
+
+def preflight(topology: Topology) -> list[str]:
+    problems = []
+    if os.geteuid() != 0:
+        problems.append("deploy must run as root (it installs packages with apt and creates "
+                        "service users): run it with sudo")
+    release = _os_release()
+    if release.get("ID") != "debian" and "debian" not in release.get("ID_LIKE", ""):
+        problems.append(f"this target needs Debian (12 'bookworm'); {OS_RELEASE} says "
+                        f"{release.get('PRETTY_NAME', 'nothing')}. Use --target docker instead")
+    if not shutil.which("apt-get"):
+        problems.append("apt-get not found: the local target installs services from Debian "
+                        "packages")
+    bin_dir = Path(sys.executable).parent
+    if not (bin_dir / "ansible-playbook").exists():
+        problems.append(f"ansible-playbook is not in {bin_dir}: install the tooling with "
+                        "`./bootstrap` (pip install -e '.[dev]')")
+    if not Path("/usr/bin/python3").exists():
+        problems.append("/usr/bin/python3 is missing: `apt-get install python3 python3-apt`")
+    problems += port_conflicts(topology)
+    return problems

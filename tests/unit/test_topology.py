@@ -1,0 +1,153 @@
+"""The stack config: every error names file, line and field; nothing is derived from a bad one."""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+
+import pytest
+import yaml
+
+from infra.inventory import build_inventory, stack_vars
+from infra.topology import load_stack, stack_path
+from infra.yaml_source import ConfigError
+
+LAB = yaml.safe_load(stack_path("lab").read_text())
+
+
+def write(tmp_path: Path, data: dict) -> Path:
+    path = tmp_path / "stack.yaml"
+    path.write_text(yaml.safe_dump(data, sort_keys=False))
+    return path
+
+
+def errors_for(tmp_path: Path, mutate) -> str:
+    data = copy.deepcopy(LAB)
+    mutate(data)
+    with pytest.raises(ConfigError) as exc:
+        load_stack(write(tmp_path, data))
+    return str(exc.value)
+
+
+def test_lab_stack_is_valid_and_complete():
+    topo = load_stack("lab")
+    names = sorted({s.name for s in topo.services})
+    assert names == sorted([
+        "alertmanager", "app", "nginx", "nginx_exporter", "node_exporter", "pgbouncer",
+        "pgbouncer_exporter", "postgres_exporter", "postgresql", "prometheus", "redis",
+        "redis_exporter",
+    ])
+    assert len(topo.instances("app")) == 2
+    assert all(s.address.startswith("127.") for s in topo.services)
+    assert topo.state_dir == Path("/var/lib/civicpulse/lab")
+    assert topo.app_url == "http://127.0.10.10:8080/"
+
+
+def test_unknown_service_names_file_line_and_field(tmp_path):
+    msg = errors_for(tmp_path, lambda d: d["hosts"]["app1"]["services"].append("apache"))
+    assert "stack.yaml:" in msg
+    assert "hosts.app1.services[1]" in msg
+    assert "unknown service 'apache'" in msg
+    line = int(msg.split("stack.yaml:")[1].split(":")[0])
+    text = (tmp_path / "stack.yaml").read_text().splitlines()
+    assert "apache" in text[line - 1]
+
+
+def test_two_services_on_one_address_and_port(tmp_path):
+    def clash(d):
+        d["hosts"]["app1"]["services"] = [{"name": "app", "port": 9000},
+                                          {"name": "node_exporter", "port": 9000}]
+    msg = errors_for(tmp_path, clash)
+    assert "127.0.10.21:9000" in msg and "already uses" in msg
+
+
+def test_address_outside_loopback(tmp_path):
+    msg = errors_for(tmp_path, lambda d: d["hosts"]["db"].update(address="10.0.0.5"))
+    assert "hosts.db.address" in msg and "outside 127.0.0.0/8" in msg
+
+
+def test_address_not_an_ip(tmp_path):
+    msg = errors_for(tmp_path, lambda d: d["hosts"]["db"].update(address="db.local"))
+    assert "hosts.db.address" in msg and "not an IP address" in msg
+
+
+def test_missing_host_for_a_required_service(tmp_path):
+    msg = errors_for(tmp_path, lambda d: d["hosts"].pop("db"))
+    assert "no host runs postgresql" in msg
+
+
+def test_bad_size(tmp_path):
+    msg = errors_for(tmp_path, lambda d: d["sizing"]["app"].update(workers=0))
+    assert "sizing.app.workers" in msg and "greater than or equal to 1" in msg
+
+
+def test_unknown_field(tmp_path):
+    msg = errors_for(tmp_path, lambda d: d["sizing"]["redis"].update(maxmemory="1gb"))
+    assert "sizing.redis.maxmemory" in msg and "unknown field" in msg
+
+
+def test_duplicate_address(tmp_path):
+    msg = errors_for(tmp_path, lambda d: d["hosts"]["app2"].update(address="127.0.10.21"))
+    assert "hosts.app2.address" in msg and "already host 'app1'" in msg
+
+
+def test_singleton_service_twice(tmp_path):
+    msg = errors_for(tmp_path, lambda d: d["hosts"]["app2"]["services"].append("redis"))
+    assert "redis runs on 2 hosts" in msg
+
+
+def test_every_problem_is_reported_at_once(tmp_path):
+    def many(d):
+        d["hosts"]["db"]["address"] = "192.168.1.1"
+        d["hosts"]["app1"]["services"].append("apache")
+    msg = errors_for(tmp_path, many)
+    assert "outside 127.0.0.0/8" in msg
+
+
+def test_unknown_stack_name_lists_known_ones():
+    with pytest.raises(ConfigError) as exc:
+        load_stack("nope")
+    assert "no stack named 'nope'" in str(exc.value) and "lab" in str(exc.value)
+
+
+def test_invalid_yaml_names_the_line(tmp_path):
+    path = tmp_path / "stack.yaml"
+    path.write_text("stack: lab\nhosts: [unclosed\n")
+    with pytest.raises(ConfigError) as exc:
+        load_stack(path)
+    assert "stack.yaml:" in str(exc.value) and "not valid YAML" in str(exc.value)
+
+
+def test_inventory_is_derived_from_the_topology():
+    topo = load_stack("lab")
+    inv = build_inventory(topo)["all"]
+    assert set(inv["hosts"]) == {h.name for h in topo.hosts}
+    assert set(inv["children"]["app"]["hosts"]) == {"app1", "app2"}
+    app1 = inv["hosts"]["app1"]
+    assert app1["app_address"] == "127.0.10.21" and app1["app_port"] == 8000
+    assert app1["app_workers"] == topo.sizing.app.workers
+    assert inv["hosts"]["cache"]["redis_maxmemory_mb"] == 128
+    endpoints = inv["vars"]["cp_endpoints"]
+    assert [e["address"] for e in endpoints["app"]] == ["127.0.10.21", "127.0.10.22"]
+    # exactly one host per machine does machine-wide work such as apt
+    assert sum(1 for h in inv["hosts"].values() if h["cp_machine_primary"]) == 1
+
+
+def test_a_third_app_host_is_one_line(tmp_path):
+    data = copy.deepcopy(LAB)
+    data["hosts"]["app3"] = {"address": "127.0.10.23", "services": ["app"]}
+    topo = load_stack(write(tmp_path, data))
+    vars_ = stack_vars(topo)
+    assert len(vars_["cp_endpoints"]["app"]) == 3
+    assert "app3" in build_inventory(topo)["all"]["children"]["app"]["hosts"]
+
+
+def test_state_dirs_of_two_stacks_do_not_overlap(tmp_path):
+    data = copy.deepcopy(LAB)
+    data["stack"] = "other"
+    for i, host in enumerate(data["hosts"].values()):
+        host["address"] = f"127.0.30.{i + 10}"
+    other = load_stack(write(tmp_path, data))
+    lab = load_stack("lab")
+    assert other.state_dir != lab.state_dir
+    assert not {s.endpoint for s in other.services} & {s.endpoint for s in lab.services}
