@@ -112,6 +112,19 @@ def destroy(c: Context, stack: str = "lab", yes: bool = False) -> None:
     console.print(f"stack {topology.stack} destroyed; nothing of it is listening")
 
 
+@task(help={"stack": "stack name or path", "junit": "also write JUnit XML here"})
+def verify(c: Context, stack: str = "lab", junit: str = "") -> None:
+    """testinfra checks of every deployed host, through the Ansible inventory."""
+    from infra.verify import verify as run_verify
+
+    try:
+        result = run_verify(_topology(stack), Path(junit) if junit else None)
+    except FileNotFoundError as exc:
+        raise Exit(str(exc), code=2) from None
+    if result.returncode != 0:
+        raise Exit(f"verify failed (pytest exit {result.returncode})", code=1)
+
+
 @task
 def lint(c: Context) -> None:
     """ruff on the Python code, yamllint on the YAML."""
@@ -126,5 +139,5 @@ def test(c: Context, fast: bool = False, junit: str = "reports/junit.xml") -> No
     lint(c)
     marker = "-m 'not slow and not deploy'" if fast else ""
     os.makedirs(os.path.dirname(junit) or ".", exist_ok=True)
-    c.run(f"{BIN}/pytest {marker} --junitxml={junit} tests", pty=False)
+    c.run(f"{BIN}/pytest {marker} --junitxml={junit}", pty=False)
     console.print(f"test suite finished in {time.monotonic() - started:.0f}s")

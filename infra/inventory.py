@@ -88,6 +88,8 @@ def host_vars(topology: Topology, host: Host) -> dict[str, Any]:
     else:
         hv.update(ansible_connection="ssh", ansible_host=host.ssh_host,
                   ansible_port=host.ssh_port, ansible_user=host.ssh_user)
+        if host.ssh_private_key:
+            hv["ansible_ssh_private_key_file"] = host.ssh_private_key
     sizing = topology.sizing.model_dump()
     for svc in host.services:
         hv[f"{svc.name}_address"] = svc.address

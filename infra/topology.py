@@ -138,6 +138,7 @@ class HostEntry(Strict):
     ssh_host: str | None = None
     ssh_port: int = Field(22, ge=1, le=65535)
     ssh_user: str = "root"
+    ssh_private_key: str | None = None
 
     @field_validator("address")
     @classmethod
@@ -189,6 +190,7 @@ class Host:
     ssh_host: str | None
     ssh_port: int
     ssh_user: str
+    ssh_private_key: str | None = None
 
     def runs(self, service: str) -> bool:
         return any(s.name == service for s in self.services)
@@ -294,7 +296,8 @@ def parse_stack(doc: YamlDocument) -> Topology:
             services.append(Service(kind=kind, host=host_name, address=entry.address, port=port))
         hosts.append(Host(name=host_name, address=entry.address, services=tuple(services),
                           connection=entry.connection, ssh_host=entry.ssh_host,
-                          ssh_port=entry.ssh_port, ssh_user=entry.ssh_user))
+                          ssh_port=entry.ssh_port, ssh_user=entry.ssh_user,
+                          ssh_private_key=entry.ssh_private_key))
     webhook = (_alertmanager_address(hosts), raw.monitoring.webhook_port)
     if webhook[0] and webhook in listeners:
         problems.append(f"{doc.where(['monitoring', 'webhook_port'])}: {webhook[0]}:{webhook[1]} "

@@ -1,0 +1,387 @@
+"""Render the Ansible role templates for the Docker target, without Ansible.
+
+There is one copy of every config file: the `.j2` templates the Ansible roles render
+(`playbooks/roles/*/templates`, `monitoring/**`). This module renders the same files
+with plain Jinja2 and Ansible's settings (`trim_blocks`, kept trailing newline, the
+`#jinja2:` override line, undefined variables are errors), from the same variables
+(`infra.inventory.stack_vars` + `host_vars` + the role's `defaults/main.yml`), plus
+small shims for the Ansible-only bits the templates use: `lookup('file', …)`,
+`ansible_managed`, `inventory_hostname`/`groups`/`hostvars` and the filters
+`to_json`, `to_nice_json`, `to_yaml`, `to_nice_yaml`, `unique`, `regex_replace`, ….
+
+What differs in Docker, and only that, is overridden in the context:
+
+- **Addresses.** Every `cp_endpoints[*].address` (where clients connect) becomes
+  the host's network alias, i.e. the stack's host name (`db`, `pool`, `app1`), and
+  every `<service>_address` (what a service binds to) becomes `0.0.0.0`: inside its
+  host's network namespace a service listens on all interfaces, and the namespace
+  has only `lo` and the stack network. See `infra.docker.layout` for why a host is a
+  namespace shared by its services. The exception is a service whose clients are
+  outside the network (nginx: the GameDay load, probes and users on the Docker host
+  reach it on its published port): its endpoint keeps the stack-config address it
+  is published on, so e.g. the app's `allowed_hosts` accepts `Host: 127.0.10.10:8080`
+  exactly as on the local target.
+- **Paths** inside the images (`nginx_dir`, `redis_dir`, …) and the users the images
+  run as: given per service by `infra.docker.services`.
+- **Secrets.** `lookup('file', cp_secrets_dir + '/<name>')` reads the stack secret
+  `<name>` from a mapping supplied at render time (the Pulumi program supplies the
+  resolved `RandomPassword` values inside `Output.apply`, so the rendered file stays
+  a Pulumi secret). A first pass with placeholders finds out which secrets a file
+  holds; files that hold none are plain strings.
+- **The GameDay webhook** (`cp_webhook`) is reached from the containers through
+  `host.docker.internal` (mapped to the Docker host's gateway).
+"""
+
+from __future__ import annotations
+
+import ast
+import copy
+import json
+import os
+import re
+import shlex
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import jinja2
+import yaml
+
+from infra.docker.layout import DockerLayout
+from infra.inventory import host_vars, stack_vars
+from infra.topology import REPO_ROOT, Topology
+
+ROLES_DIR = REPO_ROOT / "playbooks" / "roles"
+MONITORING_DIR = REPO_ROOT / "monitoring"
+#: `cp_secrets_dir` as the templates see it in Docker: only a namespace for lookups.
+SECRETS_DIR = "/run/secrets/civicpulse"
+#: `cp_state_dir` / `cp_host_dir` inside every container.
+CONTAINER_STATE_DIR = "/var/lib/civicpulse"
+#: How containers reach the Docker host (where the GameDay engine listens).
+DOCKER_HOST_GATEWAY = "host.docker.internal"
+
+_PLACEHOLDER = "\x00cp-secret:{}\x00"
+#: Ansible's `#jinja2:` first-line override: `#jinja2:key:'value', key:'value'`.
+_OVERRIDE_PREFIX = "#jinja2:"
+_OVERRIDE_KEYS = frozenset({
+    "block_start_string", "block_end_string", "variable_start_string",
+    "variable_end_string", "comment_start_string", "comment_end_string", "trim_blocks",
+    "lstrip_blocks", "keep_trailing_newline", "newline_sequence",
+})
+
+
+class RenderError(Exception):
+    """A template could not be rendered; the message names the file and line."""
+
+
+@dataclass(frozen=True)
+class Rendered:
+    """One rendered file: its text once the secrets it reads are supplied."""
+
+    template: Path
+    #: Names of the stack secrets the file holds (empty: the text is not secret).
+    secrets: tuple[str, ...]
+    _render: Callable[[Mapping[str, str]], str] = field(repr=False)
+
+    def text(self, secret_values: Mapping[str, str] | None = None) -> str:
+        values = dict(secret_values or {})
+        missing = [name for name in self.secrets if name not in values]
+        if missing:
+            raise RenderError(f"{self.template}: needs the secrets {', '.join(missing)}")
+        return self._render(values)
+
+
+# --- Ansible filters used by the templates -----------------------------------------
+def _to_json(value: Any, **kwargs: Any) -> str:
+    return json.dumps(value, **kwargs)
+
+
+def _to_nice_json(value: Any, indent: int = 4, sort_keys: bool = True, **kwargs: Any) -> str:
+    return json.dumps(value, indent=indent, sort_keys=sort_keys, separators=(",", ": "),
+                      **kwargs)
+
+
+def _to_yaml(value: Any, **kwargs: Any) -> str:
+    kwargs.setdefault("default_flow_style", None)
+    return yaml.safe_dump(value, allow_unicode=True, **kwargs)
+
+
+def _to_nice_yaml(value: Any, indent: int = 4, **kwargs: Any) -> str:
+    return yaml.safe_dump(value, indent=indent, default_flow_style=False, allow_unicode=True,
+                          sort_keys=kwargs.pop("sort_keys", True), **kwargs)
+
+
+def _unique(values: Iterable[Any]) -> list[Any]:
+    seen: list[Any] = []
+    for value in values:
+        if value not in seen:
+            seen.append(value)
+    return seen
+
+
+def _regex_replace(value: Any, pattern: str = "", replacement: str = "",
+                   ignorecase: bool = False, multiline: bool = False) -> str:
+    flags = (re.I if ignorecase else 0) | (re.M if multiline else 0)
+    return re.sub(pattern, replacement, str(value), flags=flags)
+
+
+def _bool(value: Any) -> bool:
+    if isinstance(value, str):
+        return value.strip().lower() in ("yes", "on", "1", "true", "y", "t")
+    return bool(value)
+
+
+def _combine(*dicts: Mapping[str, Any], recursive: bool = False) -> dict[str, Any]:
+    result: dict[str, Any] = {}
+    for item in dicts:
+        for key, value in item.items():
+            if recursive and isinstance(value, Mapping) and isinstance(result.get(key), Mapping):
+                result[key] = _combine(result[key], value, recursive=True)
+            else:
+                result[key] = value
+    return result
+
+
+def _flatten(values: Iterable[Any], levels: int | None = None) -> list[Any]:
+    flat: list[Any] = []
+    for value in values:
+        if isinstance(value, list | tuple) and (levels is None or levels > 0):
+            flat.extend(_flatten(value, None if levels is None else levels - 1))
+        else:
+            flat.append(value)
+    return flat
+
+
+def _mandatory(value: Any, msg: str | None = None) -> Any:
+    if isinstance(value, jinja2.Undefined):
+        raise jinja2.UndefinedError(msg or "mandatory variable not defined")
+    return value
+
+
+ANSIBLE_FILTERS: dict[str, Callable[..., Any]] = {
+    "to_json": _to_json,
+    "to_nice_json": _to_nice_json,
+    "to_yaml": _to_yaml,
+    "to_nice_yaml": _to_nice_yaml,
+    "unique": _unique,
+    "regex_replace": _regex_replace,
+    "bool": _bool,
+    "combine": _combine,
+    "flatten": _flatten,
+    "mandatory": _mandatory,
+    "basename": os.path.basename,
+    "dirname": os.path.dirname,
+    "quote": lambda value: shlex.quote(str(value)),
+    "ternary": lambda value, yes, no, none=None: (none if value is None and none is not None
+                                                 else (yes if value else no)),
+    "dict2items": lambda d, key_name="key", value_name="value": [
+        {key_name: k, value_name: v} for k, v in d.items()],
+    "items2dict": lambda items, key_name="key", value_name="value": {
+        i[key_name]: i[value_name] for i in items},
+}
+
+
+class _Lookups:
+    """`lookup('ansible.builtin.file', path)`: stack secrets by name, other files from disk."""
+
+    def __init__(self, secrets_dir: str, secrets: Mapping[str, str] | None,
+                 search: tuple[Path, ...]) -> None:
+        self.secrets_dir = secrets_dir.rstrip("/") + "/"
+        self.secrets = secrets
+        self.search = search
+        self.used: list[str] = []
+
+    def __call__(self, plugin: str, *terms: str, **_options: Any) -> str:
+        if plugin not in ("ansible.builtin.file", "file"):
+            raise jinja2.TemplateError(f"lookup({plugin!r}) has no shim for the docker target "
+                                       "(only ansible.builtin.file)")
+        return ",".join(self._file(str(term)) for term in terms)
+
+    def _file(self, path: str) -> str:
+        if path.startswith(self.secrets_dir):
+            name = path[len(self.secrets_dir):]
+            if name not in self.used:
+                self.used.append(name)
+            if self.secrets is None:
+                return _PLACEHOLDER.format(name)
+            return self.secrets[name].rstrip()
+        candidates = [Path(path)] if os.path.isabs(path) else [d / path for d in self.search]
+        for candidate in candidates:
+            if candidate.is_file():
+                # Ansible's file lookup strips trailing whitespace (rstrip=True).
+                return candidate.read_text(encoding="utf-8").rstrip()
+        raise jinja2.TemplateError(f"lookup('file', {path!r}): no such file")
+
+
+def split_overrides(text: str, source: Path) -> tuple[str, dict[str, Any]]:
+    """Strip an Ansible `#jinja2:` first line; return the text and its Jinja settings.
+
+    (monitoring/render.py does the same for its own renders; `monitoring` is not an
+    installed package, so infra does not import it.)
+    """
+    if not text.startswith(_OVERRIDE_PREFIX):
+        return text, {}
+    eol = text.find("\n")
+    if eol == -1:
+        raise RenderError(f"{source}:1: the #jinja2: override line needs a newline after it")
+    overrides: dict[str, Any] = {}
+    for pair in text[len(_OVERRIDE_PREFIX):eol].split(","):
+        key, sep, value = pair.partition(":")
+        key = key.strip()
+        if not sep or key not in _OVERRIDE_KEYS:
+            raise RenderError(f"{source}:1: bad #jinja2: override {pair.strip()!r}")
+        overrides[key] = ast.literal_eval(value.strip())
+    return text[eol + 1:], overrides
+
+
+def _environment(settings: Mapping[str, Any], loader_dir: Path) -> jinja2.Environment:
+    # Ansible's defaults: trim_blocks on, lstrip_blocks off, trailing newline kept.
+    options: dict[str, Any] = {"trim_blocks": True, "keep_trailing_newline": True}
+    options.update(settings)
+    env = jinja2.Environment(loader=jinja2.FileSystemLoader(str(loader_dir)),
+                             undefined=jinja2.StrictUndefined, autoescape=False, **options)
+    env.filters.update(ANSIBLE_FILTERS)
+    return env
+
+
+def render_text(source: str, path: Path, context: Mapping[str, Any],
+                secrets: Mapping[str, str] | None = None,
+                secrets_dir: str = SECRETS_DIR) -> tuple[str, list[str]]:
+    """Render template text like `ansible.builtin.template`; returns (text, secrets read).
+
+    With `secrets=None` every secret lookup yields a placeholder: the pass that finds
+    out which secrets the file holds.
+    """
+    text, overrides = split_overrides(source, path)
+    lookups = _Lookups(secrets_dir, secrets, (path.parent.parent / "files", REPO_ROOT))
+    env = _environment(overrides, path.parent)
+    env.globals["lookup"] = lookups
+    env.globals["query"] = lambda *a, **k: lookups(*a, **k).split(",")
+    ctx = dict(context)
+    ctx.setdefault("ansible_managed", f"Managed by CivicPulse Ops (docker target), rendered "
+                                      f"from {_relative(path)}; do not edit.")
+    try:
+        rendered = env.from_string(text).render(**ctx)
+    except jinja2.TemplateError as exc:
+        line = getattr(exc, "lineno", None)
+        where = f"{path}:{line + (1 if overrides else 0)}" if line else str(path)
+        raise RenderError(f"{where}: {exc}") from None
+    return rendered, lookups.used
+
+
+def _relative(path: Path) -> str:
+    try:
+        return str(path.resolve().relative_to(REPO_ROOT))
+    except ValueError:
+        return str(path)
+
+
+def _literal(text: str) -> Any:
+    """Ansible turns a templated string that looks like a literal into that value."""
+    try:
+        value = ast.literal_eval(text.strip())
+    except (ValueError, SyntaxError, MemoryError, RecursionError):
+        return text
+    return value if isinstance(value, int | float | bool | list | dict) else text
+
+
+def _template_value(value: Any, context: Mapping[str, Any], env: jinja2.Environment) -> Any:
+    if isinstance(value, str) and ("{{" in value or "{%" in value):
+        return _literal(env.from_string(value).render(**context))
+    if isinstance(value, list):
+        return [_template_value(v, context, env) for v in value]
+    if isinstance(value, dict):
+        return {k: _template_value(v, context, env) for k, v in value.items()}
+    return value
+
+
+def role_defaults(role: str, context: Mapping[str, Any]) -> dict[str, Any]:
+    """The role's `defaults/main.yml`, templated; variables already in `context` win."""
+    path = ROLES_DIR / role / "defaults" / "main.yml"
+    if not path.is_file():
+        return {}
+    raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    env = _environment({}, path.parent)
+    pending = {k: v for k, v in raw.items() if k not in context}
+    resolved: dict[str, Any] = {}
+    # Defaults may refer to each other in any order: resolve until nothing moves.
+    while pending:
+        progressed = False
+        for key, value in list(pending.items()):
+            try:
+                resolved[key] = _template_value(value, {**context, **resolved}, env)
+            except jinja2.UndefinedError:
+                continue
+            del pending[key]
+            progressed = True
+        if not progressed:
+            raise RenderError(f"{path}: cannot resolve {', '.join(sorted(pending))} (undefined "
+                              "variables)")
+    return resolved
+
+
+class DockerContext:
+    """The variables a template sees on one host of the stack, in Docker."""
+
+    def __init__(self, topology: Topology, layout: DockerLayout,
+                 service_vars: Mapping[str, Mapping[str, Any]] | None = None,
+                 external_services: tuple[str, ...] = ()) -> None:
+        self.topology = topology
+        self.layout = layout
+        self.service_vars = service_vars or {}
+        self.external_services = external_services
+        self._stack = self._stack_vars()
+        self._hosts = {h.name: self._host_vars(h.name) for h in topology.hosts}
+
+    def _stack_vars(self) -> dict[str, Any]:
+        ctx = copy.deepcopy(stack_vars(self.topology))
+        for service, instances in ctx["cp_endpoints"].items():
+            if service in self.external_services:
+                continue
+            for endpoint in instances:
+                endpoint["address"] = self.layout.hosts[endpoint["host"]].alias
+        ctx.update(
+            cp_target="docker",
+            cp_state_dir=CONTAINER_STATE_DIR,
+            cp_secrets_dir=SECRETS_DIR,
+            cp_webhook=f"{DOCKER_HOST_GATEWAY}:{self.topology.monitoring.webhook_port}",
+            cp_docker_network=self.layout.network,
+            cp_docker_subnet=self.layout.subnet,
+        )
+        return ctx
+
+    def _host_vars(self, host_name: str) -> dict[str, Any]:
+        host = self.topology.host(host_name)
+        hv = {k: v for k, v in host_vars(self.topology, host).items()
+              if not k.startswith("ansible_")}
+        hv.update(cp_address=self.layout.hosts[host_name].alias,
+                  cp_host_dir=CONTAINER_STATE_DIR, cp_machine_primary=True)
+        for svc in host.services:
+            hv[f"{svc.name}_address"] = "0.0.0.0"
+            hv.update(self.service_vars.get(svc.name, {}))
+        return hv
+
+    def for_host(self, host: str, role: str | None = None) -> dict[str, Any]:
+        """Stack vars + host vars (+ the role's defaults), with the Docker overrides."""
+        groups: dict[str, list[str]] = {"all": [h.name for h in self.topology.hosts]}
+        for svc in self.topology.services:
+            groups.setdefault(svc.name, []).append(svc.host)
+        ctx: dict[str, Any] = {**copy.deepcopy(self._stack), **copy.deepcopy(self._hosts[host])}
+        ctx.update(inventory_hostname=host, groups=groups,
+                   hostvars={name: {**self._stack, **hv} for name, hv in self._hosts.items()})
+        if role:
+            ctx.update(role_defaults(role, ctx))
+        return ctx
+
+    def render(self, template: Path, host: str, role: str | None = None,
+               extra: Mapping[str, Any] | None = None) -> Rendered:
+        """Render one template for a host; secrets are supplied later, by name."""
+        context = {**self.for_host(host, role), **(extra or {})}
+        source = template.read_text(encoding="utf-8")
+        _, used = render_text(source, template, context)
+
+        def render_with(values: Mapping[str, str]) -> str:
+            return render_text(source, template, context, secrets=values)[0]
+
+        return Rendered(template=template, secrets=tuple(used), _render=render_with)

@@ -1,0 +1,651 @@
+"""What each service needs as a container: image, command, files, health check, limits.
+
+Pure data, no Pulumi: `plan(topology)` returns one `ContainerSpec` per service per
+host (plus Grafana on the Prometheus host), and `infra.docker.program` turns the
+specs into resources. Config files are rendered from the Ansible role templates
+(`infra.docker.render`); the few files no role template covers (PostgreSQL's
+include file and first-start SQL, Grafana's provisioning) say where their
+counterpart lives.
+
+Everything here is checked by the unit tests with Pulumi's mocks only; none of it
+has run against a Docker engine on the machine it was written on (there was none).
+"""
+
+from __future__ import annotations
+
+import shlex
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from infra.catalog import SERVICE_KINDS
+from infra.docker.layout import DockerLayout, layout_for
+from infra.docker.render import MONITORING_DIR, ROLES_DIR, DockerContext, Rendered, RenderError
+from infra.secrets import SECRET_NAMES
+from infra.topology import REPO_ROOT, Service, Topology
+from infra.yaml_source import ConfigError
+
+#: The image the workload is built into (app and our own pgbouncer exporter run it).
+APP_IMAGE = SERVICE_KINDS["app"].docker_image
+APP_DOCKERFILE = REPO_ROOT / "app" / "Dockerfile"
+#: Grafana is not a service of the stack config (the local target has none): the
+#: docker target adds it next to Prometheus. Pinned like the catalog's images.
+GRAFANA_IMAGE = "grafana/grafana:10.4.2"
+GRAFANA_PORT = 3000
+PROMETHEUS_DIR = MONITORING_DIR / "prometheus"
+ALERTMANAGER_DIR = MONITORING_DIR / "alertmanager"
+GRAFANA_DIR = MONITORING_DIR / "grafana"
+#: Where Grafana's dashboard provider reads the JSON dashboards of monitoring/grafana.
+GRAFANA_DASHBOARDS_DIR = "/var/lib/grafana/dashboards"
+#: Secrets only the docker target has (Grafana's admin login).
+DOCKER_SECRET_NAMES = ("grafana_admin",)
+ALL_SECRET_NAMES = (*SECRET_NAMES, *DOCKER_SECRET_NAMES)
+#: Services whose port is published on the Docker host, always / with publish_monitoring.
+#: The always-published ones are reached from outside only: their endpoint address in
+#: the templates stays the stack-config address (see infra.docker.render).
+ALWAYS_PUBLISHED = ("nginx",)
+MONITORING_PUBLISHED = ("prometheus", "grafana")
+
+# Numeric users of the images (uploads take numeric ids: names would be resolved on
+# the machine running Pulumi, not in the image).
+UID_POSTGRES_DEBIAN = "999"  # postgres:*-bookworm
+UID_REDIS_DEBIAN = "999"     # redis:*-bookworm
+UID_NOBODY = "65534"         # prom/* and the exporters
+UID_GRAFANA = "472"          # grafana/grafana
+UID_APP = "10001"            # app/Dockerfile
+
+#: Paths and users inside the images, overriding the roles' defaults (which point
+#: into the local target's state directory) and the local target's cp-* users.
+SERVICE_VARS: dict[str, dict[str, Any]] = {
+    "nginx": {"nginx_dir": "/var/lib/civicpulse/nginx", "nginx_user": "nobody"},
+    "app": {"app_dir": "/opt/civicpulse", "app_src": "/opt/civicpulse/src",
+            "app_venv": "/usr/local", "app_metrics_dir": "/var/lib/civicpulse/metrics",
+            "app_user": "cp-app"},
+    "postgresql": {"postgresql_dir": "/etc/civicpulse/postgresql",
+                   "postgresql_conf_dir": "/etc/civicpulse/postgresql",
+                   "postgresql_data_dir": "/var/lib/postgresql/data",
+                   "postgresql_run_dir": "/var/run/postgresql",
+                   "postgresql_bin_dir": "/usr/lib/postgresql/15/bin",
+                   # The official image's OS user; pg_ident maps it to the superuser.
+                   "postgresql_user": "postgres"},
+    "pgbouncer": {"pgbouncer_dir": "/etc/civicpulse/pgbouncer"},
+    "redis": {"redis_dir": "/data", "redis_user": "redis"},
+}
+
+#: Role templates and where each one goes in the container. A test checks that every
+#: template of these roles is listed, so a new template cannot be silently skipped.
+ROLE_FILES: dict[str, dict[str, str]] = {
+    "nginx": {"nginx.conf.j2": "{nginx_dir}/nginx.conf"},
+    "app": {"config.json.j2": "/etc/civicpulse/app/config.json"},
+    "postgresql": {"postmaster.conf.j2": "{postgresql_conf_dir}/postmaster.conf",
+                   "runtime.conf.j2": "{postgresql_conf_dir}/runtime.conf",
+                   "pg_hba.conf.j2": "{postgresql_conf_dir}/pg_hba.conf",
+                   "pg_ident.conf.j2": "{postgresql_conf_dir}/pg_ident.conf"},
+    "pgbouncer": {"pgbouncer.ini.j2": "{pgbouncer_dir}/pgbouncer.ini",
+                  "listen.ini.j2": "{pgbouncer_dir}/listen.ini",
+                  "userlist.txt.j2": "{pgbouncer_dir}/userlist.txt"},
+    "redis": {"redis.conf.j2": "/usr/local/etc/redis/redis.conf"},
+}
+
+#: PgBouncer images differ in where the binary is and which user runs it.
+PGBOUNCER_IMAGES: dict[str, tuple[str, str]] = {
+    "edoburu/pgbouncer": ("/usr/bin/pgbouncer", "70"),
+    "bitnami/pgbouncer": ("/opt/bitnami/pgbouncer/bin/pgbouncer", "1001"),
+}
+#: Images built FROM scratch: no shell, no wget, so Docker cannot health-check them;
+#: Prometheus' `up{job=…}` is their health. (`-alpine` variants have a shell.)
+SCRATCH_IMAGES = ("oliver006/redis_exporter:", "nginx/nginx-prometheus-exporter:")
+#: Module of our own PgBouncer exporter inside the app image (see the lead's note).
+PGBOUNCER_EXPORTER_MODULE = "civicpulse_exporters.pgbouncer"
+
+
+@dataclass(frozen=True)
+class Healthcheck:
+    test: tuple[str, ...]
+    interval_s: int = 5
+    timeout_s: int = 3
+    retries: int = 5
+    start_period_s: int = 10
+
+
+@dataclass(frozen=True)
+class FileSpec:
+    """A file uploaded into the container before it starts."""
+
+    path: str
+    #: Where the content comes from (a template path, or what generates it).
+    source: str
+    #: Stack secrets the content holds: the program renders it inside Output.apply.
+    secrets: tuple[str, ...]
+    produce: Callable[[Mapping[str, str]], str] = field(repr=False)
+    owner: str = "0"
+    group: str = "0"
+    mode: str = "0644"
+
+    @classmethod
+    def from_rendered(cls, path: str, rendered: Rendered, owner: str = "0",
+                      group: str = "0", mode: str | None = None) -> FileSpec:
+        return cls(path=path, source=str(rendered.template.relative_to(REPO_ROOT)),
+                   secrets=rendered.secrets, produce=rendered.text, owner=owner, group=group,
+                   mode=mode or ("0400" if rendered.secrets else "0644"))
+
+    def text(self, secret_values: Mapping[str, str] | None = None) -> str:
+        return self.produce(dict(secret_values or {}))
+
+
+@dataclass(frozen=True)
+class PublishedPort:
+    internal: int
+    external: int
+    #: Address on the Docker host: the host's loopback address from the stack config,
+    #: so `topology.app_url` is the same URL on the local and docker targets.
+    ip: str
+
+
+@dataclass(frozen=True)
+class ContainerSpec:
+    host: str
+    service: str
+    port: int
+    image: str
+    #: Built from the workload (app/Dockerfile) instead of pulled.
+    built: bool = False
+    entrypoint: tuple[str, ...] | None = None
+    command: tuple[str, ...] = ()
+    env: dict[str, str] = field(default_factory=dict)
+    #: Environment variables whose value is a stack secret (variable → secret name).
+    secret_env: dict[str, str] = field(default_factory=dict)
+    user: str | None = None
+    healthcheck: Healthcheck | None = None
+    #: Named volumes: (volume name, mount point).
+    volumes: tuple[tuple[str, str], ...] = ()
+    files: tuple[FileSpec, ...] = ()
+    memory_mb: int = 128
+    cpus: float = 0.5
+    shm_mb: int | None = None
+    stop_signal: str | None = None
+    stop_timeout_s: int = 20
+    #: Services (on any host) whose containers must be up and healthy first.
+    after: tuple[str, ...] = ()
+    #: Containers (by name) that must be healthy first (finer than `after`).
+    after_containers: tuple[str, ...] = ()
+    #: Wait for this container to be healthy before dependants are created.
+    wait_healthy: bool = False
+    wait_timeout_s: int = 120
+    ports: tuple[PublishedPort, ...] = ()
+
+    @property
+    def secret_names(self) -> tuple[str, ...]:
+        names = [*self.secret_env.values(), *(n for f in self.files for n in f.secrets)]
+        return tuple(dict.fromkeys(names))
+
+
+@dataclass(frozen=True)
+class HostPlan:
+    name: str
+    alias: str
+    sandbox: str
+    ip: str
+    containers: tuple[ContainerSpec, ...]
+
+    @property
+    def ports(self) -> tuple[PublishedPort, ...]:
+        return tuple(p for c in self.containers for p in c.ports)
+
+
+@dataclass(frozen=True)
+class StackPlan:
+    topology: Topology
+    layout: DockerLayout
+    hosts: tuple[HostPlan, ...]
+    publish_monitoring: bool
+
+    @property
+    def containers(self) -> tuple[ContainerSpec, ...]:
+        return tuple(c for h in self.hosts for c in h.containers)
+
+    def container(self, host: str, service: str) -> ContainerSpec:
+        for spec in self.containers:
+            if spec.host == host and spec.service == service:
+                return spec
+        raise KeyError(f"no container for {service} on {host}")
+
+    def name(self, spec: ContainerSpec) -> str:
+        return self.layout.container(spec.host, spec.service)
+
+
+# --- helpers ---------------------------------------------------------------------------
+def _wget(port: int, path: str) -> Healthcheck:
+    # busybox wget: in the prom/* images, the exporters' busybox bases and alpine.
+    return Healthcheck(("CMD", "wget", "-q", "-O", "/dev/null", f"http://127.0.0.1:{port}{path}"))
+
+
+def _python_http(port: int, path: str, start_period_s: int = 10) -> Healthcheck:
+    # The python:slim base has neither curl nor wget.
+    code = ("import sys, urllib.request; "
+            f"sys.exit(urllib.request.urlopen('http://127.0.0.1:{port}{path}', timeout=2)"
+            ".status != 200)")
+    return Healthcheck(("CMD", "python", "-c", code), start_period_s=start_period_s)
+
+
+def _target(svc: Service, exported: Service | None) -> str:
+    """Address an exporter uses for its service: loopback if they share a host."""
+    if exported is None or exported.host == svc.host:
+        return "127.0.0.1"
+    return exported.host
+
+
+def _role_files(ctx: DockerContext, svc: Service, owner: str = "0", group: str = "0",
+                dest_vars: Mapping[str, Any] | None = None) -> list[FileSpec]:
+    files = []
+    variables = {**SERVICE_VARS.get(svc.name, {}), **(dest_vars or {})}
+    for template, dest in ROLE_FILES[svc.name].items():
+        rendered = ctx.render(ROLES_DIR / svc.name / "templates" / template, svc.host,
+                              role=svc.name)
+        files.append(FileSpec.from_rendered(dest.format(**variables), rendered, owner, group))
+    return files
+
+
+def _pg_hba_for_docker(spec: FileSpec, subnet: str) -> FileSpec:
+    """pg_hba.conf plus one line: clients on the stack network (the role allows loopback).
+
+    On the local target every client connects from 127.0.0.1; in Docker they come
+    from their host's address on the stack network.
+    """
+    line = (f"# docker target: every host of the stack connects from {subnet}\n"
+            f"host  all  all  {subnet}  scram-sha-256\n")
+
+    def produce(values: Mapping[str, str]) -> str:
+        text = spec.produce(values)
+        return text if subnet in text else text.rstrip("\n") + "\n" + line
+
+    return FileSpec(path=spec.path, source=spec.source + " (+ docker network line)",
+                    secrets=spec.secrets, produce=produce, owner=spec.owner,
+                    group=spec.group, mode=spec.mode)
+
+
+def _sql_literal(value: str) -> str:
+    return "'" + value.replace("'", "''") + "'"
+
+
+def _get_auth_definition() -> dict[str, Any]:
+    """pgbouncer.get_auth's result type and body, read from the postgresql role's tasks."""
+    path = ROLES_DIR / "postgresql" / "tasks" / "database.yml"
+    tasks = yaml.safe_load(path.read_text(encoding="utf-8")) or []
+    for task in tasks:
+        found = (task.get("vars") or {}) if isinstance(task, dict) else {}
+        if "postgresql_get_auth_body" in found:
+            return found
+    raise RenderError(f"{path}: no task defines postgresql_get_auth_body (the docker target "
+                      "creates pgbouncer.get_auth from it)")
+
+
+def _initdb_sql(pg: Mapping[str, Any]) -> FileSpec:
+    """First-start SQL: what the postgresql role's tasks/database.yml does with Ansible.
+
+    The official image runs /docker-entrypoint-initdb.d/*.sql once, on an empty data
+    volume, as the superuser: roles with their passwords, the database, and the
+    SECURITY DEFINER lookup PgBouncer's auth_query calls.
+    """
+    auth = _get_auth_definition()
+    roles = [(pg["postgresql_app_role"], pg["postgresql_app_secret"]),
+             (pg["postgresql_pgbouncer_auth_role"], pg["postgresql_pgbouncer_auth_secret"]),
+             (pg["postgresql_monitoring_role"], pg["postgresql_monitoring_secret"])]
+    db = pg["postgresql_database"]
+    auth_role = pg["postgresql_pgbouncer_auth_role"]
+
+    def produce(values: Mapping[str, str]) -> str:
+        lines = ["-- Generated by infra/docker/services.py: the docker target's counterpart "
+                 "of", "-- playbooks/roles/postgresql/tasks/database.yml. Runs once, on an "
+                 "empty volume.", "\\set ON_ERROR_STOP on"]
+        for role, secret in roles:
+            lines.append(f'CREATE ROLE "{role}" LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE '
+                         f"NOREPLICATION NOBYPASSRLS PASSWORD {_sql_literal(values[secret])};")
+        lines += [
+            f'GRANT pg_monitor TO "{pg["postgresql_monitoring_role"]}";',
+            f"CREATE DATABASE \"{db}\" OWNER \"{pg['postgresql_app_role']}\" ENCODING 'UTF8';",
+            f'\\connect "{db}"',
+            f'CREATE SCHEMA pgbouncer AUTHORIZATION "{pg["postgresql_superuser"]}";',
+            f'GRANT USAGE ON SCHEMA pgbouncer TO "{auth_role}";',
+            "CREATE FUNCTION pgbouncer.get_auth(username text)",
+            f"RETURNS {auth['postgresql_get_auth_result']}",
+            "LANGUAGE sql STABLE SECURITY DEFINER",
+            "SET search_path = pg_catalog, pg_temp",
+            f"AS $fn${auth['postgresql_get_auth_body']}$fn$;",
+            "REVOKE EXECUTE ON FUNCTION pgbouncer.get_auth(text) FROM PUBLIC;",
+            f'GRANT EXECUTE ON FUNCTION pgbouncer.get_auth(text) TO "{auth_role}";',
+        ]
+        return "\n".join(lines) + "\n"
+
+    secrets = tuple(secret for _, secret in roles)
+    return FileSpec(path="/docker-entrypoint-initdb.d/10-civicpulse.sql",
+                    source="generated (postgresql/tasks/database.yml)", secrets=secrets,
+                    produce=produce, owner=UID_POSTGRES_DEBIAN, group=UID_POSTGRES_DEBIAN,
+                    mode="0400")
+
+
+def _secret_file(path: str, name: str, owner: str) -> FileSpec:
+    return FileSpec(path=path, source=f"secret {name}", secrets=(name,),
+                    produce=lambda values: values[name], owner=owner, group=owner,
+                    mode="0400")
+
+
+def _static_file(path: str, text: str, source: str, owner: str = "0") -> FileSpec:
+    return FileSpec(path=path, source=source, secrets=(), produce=lambda _values: text,
+                    owner=owner, group=owner)
+
+
+# --- one builder per service -------------------------------------------------------------
+class _Planner:
+    def __init__(self, topology: Topology, layout: DockerLayout) -> None:
+        self.topology = topology
+        self.layout = layout
+        self.ctx = DockerContext(topology, layout, SERVICE_VARS, external_services=ALWAYS_PUBLISHED)
+        self.sizing = topology.sizing
+        apps = topology.instances("app")
+        self.first_app = apps[0] if apps else None
+
+    def container(self, host: str, service: str) -> str:
+        return self.layout.container(host, service)
+
+    def exported(self, svc: Service) -> Service | None:
+        target = svc.kind.exports
+        found = self.topology.instances(target) if target else ()
+        return found[0] if found else None
+
+    def nginx(self, svc: Service) -> ContainerSpec:
+        nginx_dir = SERVICE_VARS["nginx"]["nginx_dir"]
+        files = _role_files(self.ctx, svc)
+        # nginx creates its *_temp_path directories at start, but not their parent.
+        files.append(_static_file(f"{nginx_dir}/temp/.keep", "", "empty: creates temp/"))
+        return ContainerSpec(
+            host=svc.host, service=svc.name, port=svc.port, image=svc.kind.docker_image,
+            entrypoint=("nginx",),
+            command=("-c", f"{nginx_dir}/nginx.conf", "-p", nginx_dir, "-g", "daemon off;"),
+            healthcheck=_wget(svc.port, "/nginx_status"), files=tuple(files),
+            memory_mb=128, cpus=1.0, stop_signal="SIGQUIT", after=("app",))
+
+    def app(self, svc: Service) -> ContainerSpec:
+        sizing = self.sizing.app
+        workload = self.topology.workload
+        app_vars = SERVICE_VARS["app"]
+        config = "/etc/civicpulse/app/config.json"
+        gunicorn = ["gunicorn"]
+        if workload.gunicorn_config:
+            gunicorn += ["-c", workload.gunicorn_config]
+        gunicorn += ["--bind", f"0.0.0.0:{svc.port}", "--workers", str(sizing.workers),
+                     "--worker-class", sizing.worker_class, "--threads", str(sizing.threads),
+                     "--timeout", str(sizing.timeout_s), "--chdir", app_vars["app_src"],
+                     workload.wsgi]
+        env = {"CIVICPULSE_CONFIG": config, "PROMETHEUS_MULTIPROC_DIR": app_vars["app_metrics_dir"],
+               "PYTHONPATH": app_vars["app_src"], "PYTHONDONTWRITEBYTECODE": "1"}
+        first = self.first_app is not None and svc.host == self.first_app.host
+        command: tuple[str, ...] = tuple(gunicorn)
+        if workload.django_settings:
+            env["DJANGO_SETTINGS_MODULE"] = workload.django_settings
+            if first:
+                # Migrations once for all app hosts, like the role's run_once task: the
+                # first app host migrates before it serves; the others wait for it.
+                command = ("sh", "-c", 'python -m django migrate --noinput && exec "$@"',
+                           "migrate-then-serve", *gunicorn)
+        after_containers = () if first or self.first_app is None else (
+            self.container(self.first_app.host, "app"),)
+        return ContainerSpec(
+            host=svc.host, service=svc.name, port=svc.port, image=APP_IMAGE, built=True,
+            command=command, env=env,
+            healthcheck=_python_http(svc.port, workload.health_path, start_period_s=60),
+            files=tuple(_role_files(self.ctx, svc, UID_APP, UID_APP)),
+            memory_mb=128 + 96 * sizing.workers * max(1, sizing.threads // 4),
+            cpus=1.0, stop_signal="SIGTERM", stop_timeout_s=sizing.timeout_s + 5,
+            after=("pgbouncer", "redis"), after_containers=after_containers,
+            wait_healthy=first, wait_timeout_s=240)
+
+    def postgresql(self, svc: Service) -> ContainerSpec:
+        pg_vars = SERVICE_VARS["postgresql"]
+        sizing = self.sizing.postgresql
+        files = _role_files(self.ctx, svc)
+        files = [_pg_hba_for_docker(f, self.layout.subnet) if f.path.endswith("/pg_hba.conf")
+                 else f for f in files]
+        conf_dir = pg_vars["postgresql_conf_dir"]
+        # The role appends these includes to the cluster's postgresql.conf; here our
+        # file is the config file and the image's initdb output stays unused.
+        files.append(_static_file(
+            f"{conf_dir}/postgresql.conf",
+            f"# docker target: the role includes these from the cluster's postgresql.conf\n"
+            f"include '{conf_dir}/postmaster.conf'\ninclude '{conf_dir}/runtime.conf'\n",
+            "generated (postgresql/tasks/configure.yml: blockinfile)"))
+        context = self.ctx.for_host(svc.host, "postgresql")
+        superuser_secret = context["postgresql_superuser_secret"]
+        password_file = f"/run/secrets/civicpulse/{superuser_secret}"
+        files.append(_secret_file(password_file, superuser_secret, UID_POSTGRES_DEBIAN))
+        files.append(_initdb_sql(context))
+        return ContainerSpec(
+            host=svc.host, service=svc.name, port=svc.port, image=svc.kind.docker_image,
+            command=("postgres", "-c", f"config_file={conf_dir}/postgresql.conf"),
+            env={"POSTGRES_USER": context["postgresql_superuser"],
+                 "POSTGRES_PASSWORD_FILE": password_file,
+                 "POSTGRES_INITDB_ARGS": "--auth=scram-sha-256 --encoding=UTF8 "
+                                         "--locale=C.UTF-8 --data-checksums",
+                 "PGDATA": pg_vars["postgresql_data_dir"]},
+            healthcheck=Healthcheck(("CMD", "pg_isready", "-q", "-h", "127.0.0.1", "-p",
+                                     str(svc.port), "-U", context["postgresql_app_role"],
+                                     "-d", sizing.database), start_period_s=60),
+            volumes=((self.layout.volume(svc.host, svc.name), pg_vars["postgresql_data_dir"]),),
+            files=tuple(files),
+            memory_mb=sizing.shared_buffers_mb + 64 + 2 * sizing.max_connections + 128,
+            cpus=1.0, shm_mb=256, stop_signal="SIGINT", stop_timeout_s=60,
+            wait_healthy=True, wait_timeout_s=180)
+
+    def pgbouncer(self, svc: Service) -> ContainerSpec:
+        repo = svc.kind.docker_image.split(":", 1)[0]
+        if repo not in PGBOUNCER_IMAGES:
+            raise ConfigError([f"infra/catalog.py: pgbouncer image {svc.kind.docker_image!r}: "
+                               "the docker target knows how to run "
+                               f"{', '.join(sorted(PGBOUNCER_IMAGES))} (add it to "
+                               "infra/docker/services.py PGBOUNCER_IMAGES)"])
+        binary, uid = PGBOUNCER_IMAGES[repo]
+        pgb_dir = SERVICE_VARS["pgbouncer"]["pgbouncer_dir"]
+        return ContainerSpec(
+            host=svc.host, service=svc.name, port=svc.port, image=svc.kind.docker_image,
+            entrypoint=(binary,), command=(f"{pgb_dir}/pgbouncer.ini",), user=uid,
+            healthcheck=Healthcheck(("CMD", "pg_isready", "-q", "-h", "127.0.0.1", "-p",
+                                     str(svc.port))),
+            files=tuple(_role_files(self.ctx, svc, uid, uid)),
+            memory_mb=64, cpus=0.5, stop_signal="SIGINT", stop_timeout_s=15,
+            after=("postgresql",), wait_healthy=True, wait_timeout_s=60)
+
+    def redis(self, svc: Service) -> ContainerSpec:
+        sizing = self.sizing.redis
+        conf = ROLE_FILES["redis"]["redis.conf.j2"]
+        return ContainerSpec(
+            host=svc.host, service=svc.name, port=svc.port, image=svc.kind.docker_image,
+            command=("redis-server", conf),
+            # Unauthenticated PING answers NOAUTH: alive, without the password on the
+            # command line (where `docker inspect` would show it).
+            healthcheck=Healthcheck(("CMD-SHELL", f"redis-cli -p {svc.port} ping | grep -qE "
+                                     "'PONG|NOAUTH'")),
+            volumes=((self.layout.volume(svc.host, svc.name), "/data"),),
+            files=tuple(_role_files(self.ctx, svc, UID_REDIS_DEBIAN, UID_REDIS_DEBIAN)),
+            memory_mb=sizing.maxmemory_mb + max(32, sizing.maxmemory_mb // 4), cpus=0.5,
+            wait_healthy=True, wait_timeout_s=60)
+
+    def _monitoring_files(self, svc: Service, sources: list[tuple[Path, str]],
+                          owner: str) -> list[FileSpec]:
+        return [FileSpec.from_rendered(dest, self.ctx.render(src, svc.host), owner, owner)
+                for src, dest in sources]
+
+    def prometheus(self, svc: Service) -> ContainerSpec:
+        sources = [(PROMETHEUS_DIR / "prometheus.yml.j2", "/etc/prometheus/prometheus.yml")]
+        sources += [(rule, f"/etc/prometheus/rules/{rule.name.removesuffix('.j2')}")
+                    for rule in sorted((PROMETHEUS_DIR / "rules").glob("*.yml.j2"))]
+        return ContainerSpec(
+            host=svc.host, service=svc.name, port=svc.port, image=svc.kind.docker_image,
+            command=("--config.file=/etc/prometheus/prometheus.yml",
+                     "--storage.tsdb.path=/prometheus",
+                     f"--storage.tsdb.retention.time={self.sizing.prometheus.retention}",
+                     f"--web.listen-address=0.0.0.0:{svc.port}", "--web.enable-lifecycle"),
+            healthcheck=_wget(svc.port, "/-/ready"),
+            volumes=((self.layout.volume(svc.host, svc.name), "/prometheus"),),
+            files=tuple(self._monitoring_files(svc, sources, UID_NOBODY)),
+            memory_mb=512, cpus=0.5)
+
+    def alertmanager(self, svc: Service) -> ContainerSpec:
+        sources = [(ALERTMANAGER_DIR / "alertmanager.yml.j2",
+                    "/etc/alertmanager/alertmanager.yml")]
+        return ContainerSpec(
+            host=svc.host, service=svc.name, port=svc.port, image=svc.kind.docker_image,
+            command=("--config.file=/etc/alertmanager/alertmanager.yml",
+                     "--storage.path=/alertmanager",
+                     f"--web.listen-address=0.0.0.0:{svc.port}",
+                     # No clustering: it would listen on 0.0.0.0:9094 (DESIGN.md).
+                     "--cluster.listen-address="),
+            healthcheck=_wget(svc.port, "/-/ready"),
+            files=tuple(self._monitoring_files(svc, sources, UID_NOBODY)),
+            memory_mb=128, cpus=0.25)
+
+    def node_exporter(self, svc: Service) -> ContainerSpec:
+        return ContainerSpec(
+            host=svc.host, service=svc.name, port=svc.port, image=svc.kind.docker_image,
+            command=(f"--web.listen-address=0.0.0.0:{svc.port}",),
+            healthcheck=_wget(svc.port, "/metrics"), memory_mb=64, cpus=0.25)
+
+    def postgres_exporter(self, svc: Service) -> ContainerSpec:
+        pg = self.exported(svc)
+        context = self.ctx.for_host(pg.host if pg else svc.host, "postgresql")
+        secret = context["postgresql_monitoring_secret"]
+        pass_file = f"/run/secrets/civicpulse/{secret}"
+        port = pg.port if pg else SERVICE_KINDS["postgresql"].port
+        return ContainerSpec(
+            host=svc.host, service=svc.name, port=svc.port, image=svc.kind.docker_image,
+            command=(f"--web.listen-address=0.0.0.0:{svc.port}",),
+            env={"DATA_SOURCE_URI": f"{_target(svc, pg)}:{port}/"
+                                    f"{self.sizing.postgresql.database}?sslmode=disable",
+                 "DATA_SOURCE_USER": context["postgresql_monitoring_role"],
+                 "DATA_SOURCE_PASS_FILE": pass_file},
+            healthcheck=_wget(svc.port, "/metrics"),
+            files=(_secret_file(pass_file, secret, UID_NOBODY),),
+            memory_mb=64, cpus=0.25, after=("postgresql",))
+
+    def redis_exporter(self, svc: Service) -> ContainerSpec:
+        redis = self.exported(svc)
+        port = redis.port if redis else SERVICE_KINDS["redis"].port
+        image = svc.kind.docker_image
+        return ContainerSpec(
+            host=svc.host, service=svc.name, port=svc.port, image=image,
+            command=(f"-web.listen-address=0.0.0.0:{svc.port}",),
+            env={"REDIS_ADDR": f"redis://{_target(svc, redis)}:{port}"},
+            # The exporter reads its password only from the environment or a JSON map
+            # file; the environment is a Pulumi secret (docker inspect shows it to root).
+            secret_env={"REDIS_PASSWORD": "redis"},
+            healthcheck=_scratch_aware(image, _wget(svc.port, "/metrics")),
+            memory_mb=64, cpus=0.25, after=("redis",))
+
+    def nginx_exporter(self, svc: Service) -> ContainerSpec:
+        nginx = self.exported(svc)
+        if nginx is not None and nginx.host != svc.host:
+            raise ConfigError([f"{self.topology.source}: hosts.{svc.host}: the docker target "
+                               f"needs nginx_exporter on nginx's host ({nginx.host}): nginx "
+                               "serves stub_status to 127.0.0.1 only"])
+        port = nginx.port if nginx else SERVICE_KINDS["nginx"].port
+        image = svc.kind.docker_image
+        return ContainerSpec(
+            host=svc.host, service=svc.name, port=svc.port, image=image,
+            command=(f"-nginx.scrape-uri=http://127.0.0.1:{port}/nginx_status",
+                     f"-web.listen-address=0.0.0.0:{svc.port}"),
+            healthcheck=_scratch_aware(image, _wget(svc.port, "/metrics")),
+            memory_mb=32, cpus=0.25, after=("nginx",))
+
+    def pgbouncer_exporter(self, svc: Service) -> ContainerSpec:
+        pgb = self.exported(svc)
+        context = self.ctx.for_host(pgb.host if pgb else svc.host, "pgbouncer")
+        secret = context["pgbouncer_stats_secret"]
+        pass_file = f"/run/secrets/civicpulse/{secret}"
+        port = pgb.port if pgb else SERVICE_KINDS["pgbouncer"].port
+        return ContainerSpec(
+            host=svc.host, service=svc.name, port=svc.port, image=APP_IMAGE, built=True,
+            command=("python", "-m", PGBOUNCER_EXPORTER_MODULE),
+            env={"PGBOUNCER_HOST": _target(svc, pgb), "PGBOUNCER_PORT": str(port),
+                 "PGBOUNCER_USER": context["pgbouncer_stats_user"],
+                 "PGBOUNCER_PASSWORD_FILE": pass_file,
+                 "EXPORTER_LISTEN": f"0.0.0.0:{svc.port}"},
+            healthcheck=_python_http(svc.port, "/metrics"),
+            files=(_secret_file(pass_file, secret, UID_APP),),
+            memory_mb=96, cpus=0.25, after=("pgbouncer",))
+
+    def grafana(self, host: str, prometheus: Service) -> ContainerSpec:
+        files = []
+        for path in sorted(p for p in (GRAFANA_DIR / "provisioning").rglob("*") if p.is_file()):
+            rel = path.relative_to(GRAFANA_DIR / "provisioning")
+            dest = f"/etc/grafana/provisioning/{str(rel).removesuffix('.j2')}"
+            if path.suffix == ".j2":
+                files.append(FileSpec.from_rendered(dest, self.ctx.render(path, host),
+                                                    UID_GRAFANA, UID_GRAFANA))
+            else:
+                files.append(_static_file(dest, path.read_text(encoding="utf-8"),
+                                          str(path.relative_to(REPO_ROOT)), UID_GRAFANA))
+        for path in sorted((GRAFANA_DIR / "dashboards").rglob("*.json")):
+            rel = path.relative_to(GRAFANA_DIR / "dashboards")
+            files.append(_static_file(f"{GRAFANA_DASHBOARDS_DIR}/{rel}",
+                                      path.read_text(encoding="utf-8"),
+                                      str(path.relative_to(REPO_ROOT)), UID_GRAFANA))
+        secret_file = "/run/secrets/civicpulse/grafana_admin"
+        files.append(_secret_file(secret_file, "grafana_admin", UID_GRAFANA))
+        return ContainerSpec(
+            host=host, service="grafana", port=GRAFANA_PORT, image=GRAFANA_IMAGE,
+            env={"GF_SERVER_HTTP_ADDR": "0.0.0.0", "GF_SERVER_HTTP_PORT": str(GRAFANA_PORT),
+                 "GF_SECURITY_ADMIN_USER": "admin",
+                 "GF_SECURITY_ADMIN_PASSWORD__FILE": secret_file,
+                 "GF_USERS_ALLOW_SIGN_UP": "false",
+                 "GF_ANALYTICS_REPORTING_ENABLED": "false",
+                 "GF_ANALYTICS_CHECK_FOR_UPDATES": "false",
+                 "GF_PATHS_PROVISIONING": "/etc/grafana/provisioning"},
+            healthcheck=_wget(GRAFANA_PORT, "/api/health"),
+            volumes=((self.layout.volume(host, "grafana"), "/var/lib/grafana"),),
+            files=tuple(files), memory_mb=256, cpus=0.5, after=(prometheus.name,))
+
+
+def _scratch_aware(image: str, check: Healthcheck) -> Healthcheck | None:
+    if image.startswith(SCRATCH_IMAGES) and "-alpine" not in image:
+        return None
+    return check
+
+
+def plan(topology: Topology, publish_monitoring: bool = False) -> StackPlan:
+    """Every container of the stack, host by host; ConfigError if Docker cannot run it."""
+    layout = layout_for(topology)
+    planner = _Planner(topology, layout)
+    prometheus = topology.instances("prometheus")
+    hosts = []
+    for host in topology.hosts:
+        specs = []
+        for svc in host.services:
+            build = getattr(planner, svc.name)
+            specs.append(build(svc))
+        if prometheus and prometheus[0].host == host.name:
+            taken = {s.port for s in host.services}
+            if GRAFANA_PORT in taken:
+                raise ConfigError([f"{topology.source}: hosts.{host.name}: Grafana (docker "
+                                   f"target) needs port {GRAFANA_PORT} on the Prometheus host"])
+            specs.append(planner.grafana(host.name, prometheus[0]))
+        published = ALWAYS_PUBLISHED + (MONITORING_PUBLISHED if publish_monitoring else ())
+        address = layout.hosts[host.name].address
+        specs = [_with_ports(s, address) if s.service in published else s for s in specs]
+        hl = layout.hosts[host.name]
+        hosts.append(HostPlan(name=host.name, alias=hl.alias, sandbox=hl.sandbox, ip=hl.ip,
+                              containers=tuple(specs)))
+    return StackPlan(topology=topology, layout=layout, hosts=tuple(hosts),
+                     publish_monitoring=publish_monitoring)
+
+
+def _with_ports(spec: ContainerSpec, address: str) -> ContainerSpec:
+    return replace(spec, ports=(PublishedPort(internal=spec.port, external=spec.port,
+                                              ip=address),))
+
+
+def describe(spec: ContainerSpec) -> str:
+    """One line for logs: what runs where."""
+    cmd = shlex.join([*(spec.entrypoint or ()), *spec.command])
+    return f"{spec.service}@{spec.host}: {spec.image} {cmd}".strip()

@@ -1,0 +1,155 @@
+"""What a deployed host must look like from the inside."""
+
+from __future__ import annotations
+
+import json
+import shlex
+
+import pytest
+
+from infra.catalog import SERVICE_KINDS
+
+SUPERVISORCTL = "/usr/bin/supervisorctl"
+
+
+def services(hv) -> list[str]:
+    return list(hv["cp_services"])
+
+
+def ctl(hv, *args: str) -> str:
+    conf = f"{hv['cp_host_dir']}/supervisor/supervisord.conf"
+    return " ".join(shlex.quote(a) for a in (SUPERVISORCTL, "-c", conf, *args))
+
+
+def test_packages_installed(host, hv):
+    for svc in services(hv):
+        for package in SERVICE_KINDS[svc].packages:
+            assert host.package(package).is_installed, f"{svc} needs {package}"
+    assert host.package("supervisor").is_installed
+
+
+def test_each_service_runs_as_its_own_non_root_user(host, hv):
+    for svc in services(hv):
+        out = host.check_output(ctl(hv, "pid", svc))
+        assert out.strip().isdigit() and int(out) > 0, f"{svc} is not running: {out}"
+        user = host.check_output(f"ps -o user= -p {int(out)}").strip()
+        expected = SERVICE_KINDS[svc].user
+        # ps truncates user names longer than 8 characters to 7 + '+'.
+        assert user == expected or (user.endswith("+") and expected.startswith(user[:-1])), (
+            f"{svc} runs as {user}, not {expected}")
+        assert user != "root"
+
+
+def test_listeners_bound_to_the_host_address_only(host, hv):
+    for svc in services(hv):
+        port = hv[f"{svc}_port"]
+        assert host.socket(f"tcp://{hv['cp_address']}:{port}").is_listening, svc
+        assert not host.socket(f"tcp://0.0.0.0:{port}").is_listening, svc
+        assert not host.socket(f"tcp://:::{port}").is_listening, svc
+
+
+def test_supervisor_restarts_crashed_services(host, hv):
+    for svc in services(hv):
+        conf = host.file(f"{hv['cp_host_dir']}/supervisor/conf.d/{svc}.conf")
+        assert conf.exists and conf.user == "root" and conf.mode == 0o644
+        assert conf.contains("^autorestart=true$")
+        assert conf.contains(f"^user={SERVICE_KINDS[svc].user}$")
+
+
+# (service, path under the host dir, owner, mode): files that hold secrets.
+SECRET_FILES = [
+    ("redis", "redis/redis.conf", "cp-redis", 0o600),
+    ("app", "app/config.json", "cp-app", 0o600),
+    ("pgbouncer", "pgbouncer/userlist.txt", "cp-pgbouncer", 0o600),
+]
+
+
+@pytest.mark.parametrize(("svc", "path", "owner", "mode"), SECRET_FILES)
+def test_secret_bearing_config_files(host, hv, svc, path, owner, mode):
+    if svc not in services(hv):
+        pytest.skip(f"{svc} does not run on this host")
+    f = host.file(f"{hv['cp_host_dir']}/{path}")
+    assert f.exists, path
+    assert f.user == owner
+    assert f.mode == mode, oct(f.mode)
+
+
+def test_no_secret_in_a_world_readable_file(host, hv):
+    # The controller keeps the secrets (0700 dir, 0600 files); a host holds them only
+    # in files its service user (or root) can read. On a remote host the controller's
+    # directory does not exist, and the value scan below runs on the controller's copy.
+    secrets_dir = hv["cp_secrets_dir"]
+    if not host.file(secrets_dir).exists:
+        pytest.skip("secrets live on the controller, not on this host")
+    listing = host.check_output(f"stat -c '%a %U %n' {secrets_dir} {secrets_dir}/*")
+    for line in listing.splitlines():
+        mode, owner, name = line.split(" ", 2)
+        assert (mode, owner) == ("700" if name == secrets_dir else "600", "root"), line
+    script = (f"find {shlex.quote(hv['cp_host_dir'])} -type f -perm -o+r -size -1M -print0 | "
+              f"xargs -0 -r grep -l -F -f <(for f in {secrets_dir}/*; do cat \"$f\"; echo; done)"
+              " || true")
+    leaks = host.run("bash -c " + shlex.quote(script))
+    assert leaks.stdout.strip() == "", f"secrets in world-readable files: {leaks.stdout}"
+
+
+def test_postgresql_rejects_a_wrong_password(host, hv):
+    if "postgresql" not in services(hv):
+        pytest.skip("no postgresql here")
+    r = host.run(f"PGPASSWORD=wrong PGCONNECT_TIMEOUT=3 psql -h {hv['postgresql_address']} "
+                 f"-p {hv['postgresql_port']} -U civicpulse -d postgres -c 'select 1'")
+    assert r.rc != 0 and "password authentication failed" in r.stderr
+
+
+def test_pgbouncer_rejects_a_wrong_password(host, hv):
+    if "pgbouncer" not in services(hv):
+        pytest.skip("no pgbouncer here")
+    db = hv["cp_sizing"]["postgresql"]["database"]
+    r = host.run(f"PGPASSWORD=wrong PGCONNECT_TIMEOUT=3 psql -h {hv['pgbouncer_address']} "
+                 f"-p {hv['pgbouncer_port']} -U civicpulse -d {db} -c 'select 1'")
+    assert r.rc != 0 and "password authentication failed" in r.stderr
+
+
+def test_redis_refuses_unauthenticated_commands(host, hv):
+    if "redis" not in services(hv):
+        pytest.skip("no redis here")
+    r = host.run(f"redis-cli -h {hv['redis_address']} -p {hv['redis_port']} SET probe 1")
+    assert "NOAUTH" in r.stdout + r.stderr
+
+
+def test_nginx_sends_security_headers_and_limits_bodies(host, hv):
+    if "nginx" not in services(hv):
+        pytest.skip("no nginx here")
+    base = f"http://{hv['nginx_address']}:{hv['nginx_port']}"
+    headers = host.check_output(f"curl -s -D - -o /dev/null {base}/civicpulse/health/").lower()
+    for name in ("x-content-type-options: nosniff", "x-frame-options: deny",
+                 "referrer-policy: no-referrer", "content-security-policy:"):
+        assert name in headers, name
+    assert "server: nginx/" not in headers  # no version disclosed
+    big = hv["nginx_client_max_body_size_kb"] * 1024 + 1
+    code = host.check_output(
+        f"head -c {big} /dev/zero | curl -s -o /dev/null -w '%{{http_code}}' "
+        f"-H 'Content-Type: application/json' --data-binary @- {base}/api/users/")
+    assert code == "413"
+
+
+def test_prometheus_has_every_target_up_and_rules_loaded(host, hv):
+    if "prometheus" not in services(hv):
+        pytest.skip("no prometheus here")
+    base = f"http://{hv['prometheus_address']}:{hv['prometheus_port']}"
+    targets = json.loads(host.check_output(f"curl -sf {base}/api/v1/targets?state=active"))
+    active = targets["data"]["activeTargets"]
+    assert active, "no scrape targets"
+    down = [(t["labels"].get("job"), t["scrapeUrl"], t["lastError"]) for t in active
+            if t["health"] != "up"]
+    assert not down
+    rules = json.loads(host.check_output(f"curl -sf {base}/api/v1/rules"))
+    names = {r["name"] for g in rules["data"]["groups"] for r in g["rules"]}
+    assert "Watchdog" in names and len(names) > 20
+
+
+def test_alertmanager_has_the_gameday_webhook_receiver(host, hv):
+    if "alertmanager" not in services(hv):
+        pytest.skip("no alertmanager here")
+    base = f"http://{hv['alertmanager_address']}:{hv['alertmanager_port']}"
+    status = json.loads(host.check_output(f"curl -sf {base}/api/v2/status"))
+    assert f"http://{hv['cp_webhook']}/alerts" in status["config"]["original"]

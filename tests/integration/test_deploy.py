@@ -1,0 +1,81 @@
+"""The local target for real: deploy, health through nginx, idempotent re-deploy."""
+
+from __future__ import annotations
+
+import socket
+import time
+
+import httpx
+import pytest
+
+from infra.local_target import deploy, status
+from tests.conftest import SSH_HOST, topology_deploy_info
+
+pytestmark = [pytest.mark.slow, pytest.mark.deploy]
+
+
+def test_every_service_is_healthy(deployed_stack):
+    report = status(deployed_stack)
+    bad = [r for r in report["services"] if not (r["healthy"] and r["state"] == "RUNNING")]
+    assert not bad
+    assert report["endpoints"]["app"] == deployed_stack.app_url
+    print("cold deploy:", topology_deploy_info[deployed_stack.stack])
+
+
+def test_health_through_nginx_and_each_app_host(deployed_stack):
+    resp = httpx.get(deployed_stack.url("nginx", "/civicpulse/health/"), timeout=5)
+    assert resp.status_code == 200
+    assert resp.json()["status"] == "ok"
+    for app in deployed_stack.instances("app"):
+        direct = httpx.get(f"http://{app.endpoint}/civicpulse/health/", timeout=5)
+        assert direct.status_code == 200, app.host
+        assert direct.json()["checks"]["database"]["status"] == "ok"
+
+
+def test_nginx_spreads_requests_over_both_app_hosts(deployed_stack):
+    # Which upstream served a request is only visible in nginx's access log.
+    seen = set()
+    with httpx.Client(timeout=5) as client:
+        for i in range(20):
+            r = client.post(deployed_stack.url("nginx", "/api/users/"),
+                            json={"username": f"spread{i}-{time.time_ns()}",
+                                  "email": f"s{i}@example.org"})
+            assert r.status_code == 201
+    from infra.inventory import host_dir
+    edge = deployed_stack.one("nginx").host
+    log = (host_dir(deployed_stack, edge) / "nginx" / "access.log").read_text()
+    for app in deployed_stack.instances("app"):
+        if app.endpoint in log:
+            seen.add(app.host)
+    assert seen == {a.host for a in deployed_stack.instances("app")}
+
+
+def test_every_listener_is_bound_to_its_host_address(deployed_stack):
+    for svc in deployed_stack.services:
+        with socket.create_connection((svc.address, svc.port), timeout=2):
+            pass
+    import subprocess
+    out = subprocess.run(["ss", "-Hltn"], capture_output=True, text=True).stdout
+    ours = {str(s.port) for s in deployed_stack.services}
+    for line in out.splitlines():
+        local = line.split()[3]
+        addr, port = local.rsplit(":", 1)
+        if port in ours and addr.startswith(("0.0.0.0", "*", "[::]")):
+            pytest.fail(f"wildcard listener on port {port}: {line}")
+
+
+def test_the_ssh_host_was_configured_over_ssh(deployed_stack):
+    assert deployed_stack.host(SSH_HOST).connection == "ssh"
+    from infra.inventory import work_dir
+    log = (work_dir(deployed_stack) / "ansible.log").read_text()
+    assert f"ok: [{SSH_HOST}]" in log or f"changed: [{SSH_HOST}]" in log
+
+
+def test_redeploy_changes_nothing_within_30s(deployed_stack):
+    started = time.monotonic()
+    result = deploy(deployed_stack)
+    elapsed = time.monotonic() - started
+    print(f"warm re-deploy: {elapsed:.1f}s, changed={result.playbook.changed}")
+    assert result.playbook.changed == 0, result.playbook.recap
+    assert result.healthy
+    assert elapsed <= 30
