@@ -43,6 +43,9 @@ class PostgresqlSizing(Strict):
     effective_cache_size_mb: int = Field(1024, ge=64, le=262144)
     work_mem_mb: int = Field(4, ge=1, le=4096)
     synchronous_commit: Literal["on", "off", "local", "remote_write"] = "on"
+    #: Default for the app's role: behind PgBouncer (transaction pooling) a session SET
+    #: would leak between clients, so the timeout lives on the role itself.
+    statement_timeout_ms: int = Field(5000, ge=100, le=3600000)
     database: str = Field("civicpulse", pattern=r"^[a-z_][a-z0-9_]{0,62}$")
 
 

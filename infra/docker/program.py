@@ -31,7 +31,13 @@ import pulumi
 import pulumi_docker as docker
 import pulumi_random as random
 
-from infra.docker.layout import LABEL_HOST, LABEL_SERVICE, LABEL_STACK, SANDBOX_IMAGE
+from infra.docker.layout import (
+    LABEL_HOST,
+    LABEL_SERVICE,
+    LABEL_STACK,
+    NETTOOLS_IMAGE,
+    SANDBOX_IMAGE,
+)
 from infra.docker.services import (
     ALL_SECRET_NAMES,
     APP_DOCKERFILE,
@@ -152,7 +158,8 @@ def define_stack(topology: Topology, publish_monitoring: bool | None = None) -> 
 
     images: dict[str, docker.RemoteImage | docker.Image] = {}
     image_refs: dict[str, pulumi.Input[str]] = {}
-    for ref in sorted({c.image for c in stack_plan.containers if not c.built} | {SANDBOX_IMAGE}):
+    pulled = {c.image for c in stack_plan.containers if not c.built}
+    for ref in sorted(pulled | {SANDBOX_IMAGE, NETTOOLS_IMAGE}):
         remote = docker.RemoteImage(f"image-{_slug(ref)}", name=ref, keep_locally=True)
         images[ref] = remote
         image_refs[ref] = remote.image_id
@@ -221,9 +228,8 @@ def _container(spec: ContainerSpec, name: str, stack: str, image: pulumi.Input[s
                secrets: Mapping[str, pulumi.Output[str]], digest: str,
                result: DockerStack, opts: pulumi.ResourceOptions) -> docker.Container:
     key = (spec.host, spec.service)
+    # Secrets never go into the environment (docker inspect shows it): only files.
     envs: list[pulumi.Input[str]] = [f"{k}={v}" for k, v in sorted(spec.env.items())]
-    envs += [pulumi.Output.secret(pulumi.Output.concat(var, "=", secrets[secret]))
-             for var, secret in sorted(spec.secret_env.items())]
     result.envs[key] = envs
     uploads = []
     for item in spec.files:

@@ -260,17 +260,30 @@ def render_text(source: str, path: Path, context: Mapping[str, Any],
     env.globals["query"] = lambda *a, **k: lookups(*a, **k).split(",")
     ctx = dict(context)
     ctx.setdefault("ansible_managed", f"Managed by CivicPulse Ops (docker target), rendered "
-                                      f"from {_relative(path)}; do not edit.")
+                                      f"from {repo_relative(path)}; do not edit.")
     try:
         rendered = env.from_string(text).render(**ctx)
     except jinja2.TemplateError as exc:
-        line = getattr(exc, "lineno", None)
+        line = getattr(exc, "lineno", None) or _template_line(exc)
         where = f"{path}:{line + (1 if overrides else 0)}" if line else str(path)
         raise RenderError(f"{where}: {exc}") from None
     return rendered, lookups.used
 
 
-def _relative(path: Path) -> str:
+def _template_line(exc: BaseException) -> int | None:
+    """The template line a render-time error came from (Jinja rewrites the traceback
+    so that template frames carry template line numbers)."""
+    line = None
+    tb = exc.__traceback__
+    while tb is not None:
+        if tb.tb_frame.f_code.co_filename == "<template>":
+            line = tb.tb_lineno
+        tb = tb.tb_next
+    return line
+
+
+def repo_relative(path: Path) -> str:
+    """A path relative to the checkout when it is inside it (for messages and comments)."""
     try:
         return str(path.resolve().relative_to(REPO_ROOT))
     except ValueError:
@@ -296,29 +309,54 @@ def _template_value(value: Any, context: Mapping[str, Any], env: jinja2.Environm
     return value
 
 
-def role_defaults(role: str, context: Mapping[str, Any]) -> dict[str, Any]:
-    """The role's `defaults/main.yml`, templated; variables already in `context` win."""
-    path = ROLES_DIR / role / "defaults" / "main.yml"
+@dataclass(frozen=True)
+class RoleVariables:
+    """A role's `defaults/main.yml` and `vars/main.yml`, templated against a context."""
+
+    values: dict[str, Any]
+    #: Variables that could not be resolved, and why. Ansible templates variables
+    #: lazily (the exporters role defines commands for exporters a host may not run),
+    #: so this is an error only when something uses one of them.
+    unresolved: dict[str, str]
+
+
+def _load_vars(path: Path) -> dict[str, Any]:
     if not path.is_file():
         return {}
-    raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-    env = _environment({}, path.parent)
-    pending = {k: v for k, v in raw.items() if k not in context}
+    return yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+
+
+def role_variables(role: str, context: Mapping[str, Any],
+                   protected: frozenset[str] = frozenset()) -> RoleVariables:
+    """Resolve a role's variables with Ansible's precedence, as far as the context allows.
+
+    Defaults lose to everything in `context` (inventory variables); role vars beat the
+    inventory, except for the `protected` names (the docker target's own overrides,
+    which play the part of extra vars).
+    """
+    defaults = _load_vars(ROLES_DIR / role / "defaults" / "main.yml")
+    role_vars = _load_vars(ROLES_DIR / role / "vars" / "main.yml")
+    pending = {k: v for k, v in defaults.items() if k not in context}
+    pending.update({k: v for k, v in role_vars.items() if k not in protected})
+    env = _environment({}, ROLES_DIR / role)
     resolved: dict[str, Any] = {}
-    # Defaults may refer to each other in any order: resolve until nothing moves.
+    errors: dict[str, str] = {}
+    base = {k: v for k, v in context.items() if k not in pending}
+    # Variables may refer to each other in any order: resolve until nothing moves.
     while pending:
         progressed = False
         for key, value in list(pending.items()):
             try:
-                resolved[key] = _template_value(value, {**context, **resolved}, env)
-            except jinja2.UndefinedError:
+                resolved[key] = _template_value(value, {**base, **resolved}, env)
+            except jinja2.UndefinedError as exc:
+                errors[key] = str(exc)
                 continue
+            errors.pop(key, None)
             del pending[key]
             progressed = True
         if not progressed:
-            raise RenderError(f"{path}: cannot resolve {', '.join(sorted(pending))} (undefined "
-                              "variables)")
-    return resolved
+            break
+    return RoleVariables(values=resolved, unresolved=errors)
 
 
 class DockerContext:
@@ -333,6 +371,7 @@ class DockerContext:
         self.external_services = external_services
         self._stack = self._stack_vars()
         self._hosts = {h.name: self._host_vars(h.name) for h in topology.hosts}
+        self._protected = frozenset(k for v in self.service_vars.values() for k in v)
 
     def _stack_vars(self) -> dict[str, Any]:
         ctx = copy.deepcopy(stack_vars(self.topology))
@@ -363,7 +402,7 @@ class DockerContext:
         return hv
 
     def for_host(self, host: str, role: str | None = None) -> dict[str, Any]:
-        """Stack vars + host vars (+ the role's defaults), with the Docker overrides."""
+        """Stack vars + host vars (+ the role's defaults and vars), with the Docker overrides."""
         groups: dict[str, list[str]] = {"all": [h.name for h in self.topology.hosts]}
         for svc in self.topology.services:
             groups.setdefault(svc.name, []).append(svc.host)
@@ -371,8 +410,18 @@ class DockerContext:
         ctx.update(inventory_hostname=host, groups=groups,
                    hostvars={name: {**self._stack, **hv} for name, hv in self._hosts.items()})
         if role:
-            ctx.update(role_defaults(role, ctx))
+            role_vars = role_variables(role, ctx, self._protected)
+            ctx.update(role_vars.values)
+            ctx["__unresolved__"] = role_vars.unresolved
         return ctx
+
+    def variable(self, host: str, role: str, name: str) -> Any:
+        """One variable of a role on a host; RenderError saying why if it is undefined."""
+        ctx = self.for_host(host, role)
+        if name in ctx:
+            return ctx[name]
+        why = ctx["__unresolved__"].get(name, "not defined by the role or the inventory")
+        raise RenderError(f"{ROLES_DIR / role}: {name} on host {host}: {why}")
 
     def render(self, template: Path, host: str, role: str | None = None,
                extra: Mapping[str, Any] | None = None) -> Rendered:

@@ -13,6 +13,7 @@ has run against a Docker engine on the machine it was written on (there was none
 
 from __future__ import annotations
 
+import json
 import shlex
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
@@ -23,7 +24,14 @@ import yaml
 
 from infra.catalog import SERVICE_KINDS
 from infra.docker.layout import DockerLayout, layout_for
-from infra.docker.render import MONITORING_DIR, ROLES_DIR, DockerContext, Rendered, RenderError
+from infra.docker.render import (
+    MONITORING_DIR,
+    ROLES_DIR,
+    DockerContext,
+    Rendered,
+    RenderError,
+    repo_relative,
+)
 from infra.secrets import SECRET_NAMES
 from infra.topology import REPO_ROOT, Service, Topology
 from infra.yaml_source import ConfigError
@@ -38,8 +46,9 @@ GRAFANA_PORT = 3000
 PROMETHEUS_DIR = MONITORING_DIR / "prometheus"
 ALERTMANAGER_DIR = MONITORING_DIR / "alertmanager"
 GRAFANA_DIR = MONITORING_DIR / "grafana"
-#: Where Grafana's dashboard provider reads the JSON dashboards of monitoring/grafana.
-GRAFANA_DASHBOARDS_DIR = "/var/lib/grafana/dashboards"
+#: Where the JSON dashboards of monitoring/grafana go when its dashboard provider
+#: names no path (outside the data volume, so a removed dashboard does not linger).
+GRAFANA_DASHBOARDS_DIR = "/etc/grafana/dashboards"
 #: Secrets only the docker target has (Grafana's admin login).
 DOCKER_SECRET_NAMES = ("grafana_admin",)
 ALL_SECRET_NAMES = (*SECRET_NAMES, *DOCKER_SECRET_NAMES)
@@ -56,6 +65,7 @@ UID_REDIS_DEBIAN = "999"     # redis:*-bookworm
 UID_NOBODY = "65534"         # prom/* and the exporters
 UID_GRAFANA = "472"          # grafana/grafana
 UID_APP = "10001"            # app/Dockerfile
+UID_REDIS_EXPORTER = "59000"  # oliver006/redis_exporter (USER 59000:59000)
 
 #: Paths and users inside the images, overriding the roles' defaults (which point
 #: into the local target's state directory) and the local target's cp-* users.
@@ -98,8 +108,6 @@ PGBOUNCER_IMAGES: dict[str, tuple[str, str]] = {
 #: Images built FROM scratch: no shell, no wget, so Docker cannot health-check them;
 #: Prometheus' `up{job=…}` is their health. (`-alpine` variants have a shell.)
 SCRATCH_IMAGES = ("oliver006/redis_exporter:", "nginx/nginx-prometheus-exporter:")
-#: Module of our own PgBouncer exporter inside the app image (see the lead's note).
-PGBOUNCER_EXPORTER_MODULE = "civicpulse_exporters.pgbouncer"
 
 
 @dataclass(frozen=True)
@@ -128,7 +136,7 @@ class FileSpec:
     @classmethod
     def from_rendered(cls, path: str, rendered: Rendered, owner: str = "0",
                       group: str = "0", mode: str | None = None) -> FileSpec:
-        return cls(path=path, source=str(rendered.template.relative_to(REPO_ROOT)),
+        return cls(path=path, source=repo_relative(rendered.template),
                    secrets=rendered.secrets, produce=rendered.text, owner=owner, group=group,
                    mode=mode or ("0400" if rendered.secrets else "0644"))
 
@@ -156,8 +164,6 @@ class ContainerSpec:
     entrypoint: tuple[str, ...] | None = None
     command: tuple[str, ...] = ()
     env: dict[str, str] = field(default_factory=dict)
-    #: Environment variables whose value is a stack secret (variable → secret name).
-    secret_env: dict[str, str] = field(default_factory=dict)
     user: str | None = None
     healthcheck: Healthcheck | None = None
     #: Named volumes: (volume name, mount point).
@@ -179,7 +185,7 @@ class ContainerSpec:
 
     @property
     def secret_names(self) -> tuple[str, ...]:
-        names = [*self.secret_env.values(), *(n for f in self.files for n in f.secrets)]
+        names = [n for f in self.files for n in f.secrets]
         return tuple(dict.fromkeys(names))
 
 
@@ -229,13 +235,6 @@ def _python_http(port: int, path: str, start_period_s: int = 10) -> Healthcheck:
             f"sys.exit(urllib.request.urlopen('http://127.0.0.1:{port}{path}', timeout=2)"
             ".status != 200)")
     return Healthcheck(("CMD", "python", "-c", code), start_period_s=start_period_s)
-
-
-def _target(svc: Service, exported: Service | None) -> str:
-    """Address an exporter uses for its service: loopback if they share a host."""
-    if exported is None or exported.host == svc.host:
-        return "127.0.0.1"
-    return exported.host
 
 
 def _role_files(ctx: DockerContext, svc: Service, owner: str = "0", group: str = "0",
@@ -506,42 +505,60 @@ class _Planner:
             files=tuple(self._monitoring_files(svc, sources, UID_NOBODY)),
             memory_mb=128, cpus=0.25)
 
+    # Exporters: the command line is the exporters role's `<exporter>_command`
+    # (playbooks/roles/exporters/vars/main.yml) rendered for Docker, minus the Debian
+    # binary; the image's entrypoint is the same upstream exporter, same version. Files
+    # go where those flags point (under cp_host_dir, /var/lib/civicpulse here).
+    def _exporter_args(self, svc: Service) -> list[str]:
+        command = self.ctx.variable(svc.host, "exporters", f"{svc.name}_command")
+        return shlex.split(str(command))[1:]
+
+    def _exporter_env(self, svc: Service) -> dict[str, str]:
+        env = self.ctx.for_host(svc.host, "exporters").get(f"{svc.name}_environment") or {}
+        return {str(k): str(v) for k, v in env.items()}
+
+    def _exporter_secret(self, svc: Service, var: str) -> str:
+        return str(self.ctx.variable(svc.host, "exporters", var))
+
     def node_exporter(self, svc: Service) -> ContainerSpec:
         return ContainerSpec(
             host=svc.host, service=svc.name, port=svc.port, image=svc.kind.docker_image,
-            command=(f"--web.listen-address=0.0.0.0:{svc.port}",),
+            command=tuple(self._exporter_args(svc)),
             healthcheck=_wget(svc.port, "/metrics"), memory_mb=64, cpus=0.25)
 
     def postgres_exporter(self, svc: Service) -> ContainerSpec:
-        pg = self.exported(svc)
-        context = self.ctx.for_host(pg.host if pg else svc.host, "postgresql")
-        secret = context["postgresql_monitoring_secret"]
-        pass_file = f"/run/secrets/civicpulse/{secret}"
-        port = pg.port if pg else SERVICE_KINDS["postgresql"].port
+        args = self._exporter_args(svc)
+        env = self._exporter_env(svc)
+        secret = self._exporter_secret(svc, "postgres_exporter_db_secret")
+        files = [_secret_file(env["DATA_SOURCE_PASS_FILE"], secret, UID_NOBODY)]
+        queries = _flag(args, "--extend.query-path")
+        if queries:
+            source = MONITORING_DIR / "exporters" / "postgres_exporter_queries.yml"
+            files.append(_static_file(queries, source.read_text(encoding="utf-8"),
+                                      repo_relative(source), UID_NOBODY))
         return ContainerSpec(
             host=svc.host, service=svc.name, port=svc.port, image=svc.kind.docker_image,
-            command=(f"--web.listen-address=0.0.0.0:{svc.port}",),
-            env={"DATA_SOURCE_URI": f"{_target(svc, pg)}:{port}/"
-                                    f"{self.sizing.postgresql.database}?sslmode=disable",
-                 "DATA_SOURCE_USER": context["postgresql_monitoring_role"],
-                 "DATA_SOURCE_PASS_FILE": pass_file},
-            healthcheck=_wget(svc.port, "/metrics"),
-            files=(_secret_file(pass_file, secret, UID_NOBODY),),
-            memory_mb=64, cpus=0.25, after=("postgresql",))
+            command=tuple(args), env=env, healthcheck=_wget(svc.port, "/metrics"),
+            files=tuple(files), memory_mb=64, cpus=0.25, after=("postgresql",))
 
     def redis_exporter(self, svc: Service) -> ContainerSpec:
-        redis = self.exported(svc)
-        port = redis.port if redis else SERVICE_KINDS["redis"].port
+        args = self._exporter_args(svc)
+        secret = self._exporter_secret(svc, "redis_exporter_secret")
+        addr = _flag(args, "-redis.addr")
+        password_file = _flag(args, "-redis.password-file")
+        files = []
+        if password_file and addr:
+            # Counterpart of exporters/tasks/redis_exporter.yml: redis_exporter 1.45's
+            # password file is a JSON map of Redis URI to password.
+            files.append(FileSpec(
+                path=password_file, source="generated (exporters/tasks/redis_exporter.yml)",
+                secrets=(secret,), produce=lambda values: json.dumps({addr: values[secret]}),
+                owner=UID_REDIS_EXPORTER, group=UID_REDIS_EXPORTER, mode="0400"))
         image = svc.kind.docker_image
         return ContainerSpec(
-            host=svc.host, service=svc.name, port=svc.port, image=image,
-            command=(f"-web.listen-address=0.0.0.0:{svc.port}",),
-            env={"REDIS_ADDR": f"redis://{_target(svc, redis)}:{port}"},
-            # The exporter reads its password only from the environment or a JSON map
-            # file; the environment is a Pulumi secret (docker inspect shows it to root).
-            secret_env={"REDIS_PASSWORD": "redis"},
+            host=svc.host, service=svc.name, port=svc.port, image=image, command=tuple(args),
             healthcheck=_scratch_aware(image, _wget(svc.port, "/metrics")),
-            memory_mb=64, cpus=0.25, after=("redis",))
+            files=tuple(files), memory_mb=64, cpus=0.25, after=("redis",))
 
     def nginx_exporter(self, svc: Service) -> ContainerSpec:
         nginx = self.exported(svc)
@@ -549,48 +566,57 @@ class _Planner:
             raise ConfigError([f"{self.topology.source}: hosts.{svc.host}: the docker target "
                                f"needs nginx_exporter on nginx's host ({nginx.host}): nginx "
                                "serves stub_status to 127.0.0.1 only"])
-        port = nginx.port if nginx else SERVICE_KINDS["nginx"].port
         image = svc.kind.docker_image
+        # The scrape URI is nginx's stack address (see render.py: nginx keeps it); in
+        # the edge host's namespace 127.0.0.0/8 is loopback, so the request comes from
+        # 127.0.0.1 as stub_status requires, exactly as on the local target.
         return ContainerSpec(
             host=svc.host, service=svc.name, port=svc.port, image=image,
-            command=(f"-nginx.scrape-uri=http://127.0.0.1:{port}/nginx_status",
-                     f"-web.listen-address=0.0.0.0:{svc.port}"),
+            command=tuple(self._exporter_args(svc)),
             healthcheck=_scratch_aware(image, _wget(svc.port, "/metrics")),
             memory_mb=32, cpus=0.25, after=("nginx",))
 
     def pgbouncer_exporter(self, svc: Service) -> ContainerSpec:
-        pgb = self.exported(svc)
-        context = self.ctx.for_host(pgb.host if pgb else svc.host, "pgbouncer")
-        secret = context["pgbouncer_stats_secret"]
-        pass_file = f"/run/secrets/civicpulse/{secret}"
-        port = pgb.port if pgb else SERVICE_KINDS["pgbouncer"].port
+        # Ours (monitoring/exporters/pgbouncer_exporter.py) needs prometheus-client and
+        # psycopg, which the app image has: it runs there, the script uploaded.
+        args = self._exporter_args(svc)
+        script = args[0]
+        source = MONITORING_DIR / "exporters" / "pgbouncer_exporter.py"
+        secret = self._exporter_secret(svc, "pgbouncer_exporter_db_secret")
+        files = [_static_file(script, source.read_text(encoding="utf-8"),
+                              repo_relative(source), UID_APP)]
+        password_file = _flag(args, "--password-file")
+        if password_file:
+            files.append(_secret_file(password_file, secret, UID_APP))
         return ContainerSpec(
             host=svc.host, service=svc.name, port=svc.port, image=APP_IMAGE, built=True,
-            command=("python", "-m", PGBOUNCER_EXPORTER_MODULE),
-            env={"PGBOUNCER_HOST": _target(svc, pgb), "PGBOUNCER_PORT": str(port),
-                 "PGBOUNCER_USER": context["pgbouncer_stats_user"],
-                 "PGBOUNCER_PASSWORD_FILE": pass_file,
-                 "EXPORTER_LISTEN": f"0.0.0.0:{svc.port}"},
-            healthcheck=_python_http(svc.port, "/metrics"),
-            files=(_secret_file(pass_file, secret, UID_APP),),
+            entrypoint=("python",), command=tuple(args),
+            healthcheck=_python_http(svc.port, "/metrics"), files=tuple(files),
             memory_mb=96, cpus=0.25, after=("pgbouncer",))
 
     def grafana(self, host: str, prometheus: Service) -> ContainerSpec:
+        # monitoring/grafana/provisioning/** → Grafana's provisioning directory (`.j2`
+        # files rendered with the Docker context, so a datasource templated on
+        # cp_endpoints points at `monitor:9090`); monitoring/grafana/dashboards/**.json
+        # → where the dashboard provider there reads them (GRAFANA_DASHBOARDS_DIR if
+        # it names no path).
         files = []
-        for path in sorted(p for p in (GRAFANA_DIR / "provisioning").rglob("*") if p.is_file()):
-            rel = path.relative_to(GRAFANA_DIR / "provisioning")
-            dest = f"/etc/grafana/provisioning/{str(rel).removesuffix('.j2')}"
+        provisioning = GRAFANA_DIR / "provisioning"
+        for path in sorted(p for p in provisioning.rglob("*") if p.is_file()):
+            dest = f"/etc/grafana/provisioning/{str(path.relative_to(provisioning))}"
             if path.suffix == ".j2":
-                files.append(FileSpec.from_rendered(dest, self.ctx.render(path, host),
+                files.append(FileSpec.from_rendered(dest.removesuffix(".j2"),
+                                                    self.ctx.render(path, host),
                                                     UID_GRAFANA, UID_GRAFANA))
             else:
                 files.append(_static_file(dest, path.read_text(encoding="utf-8"),
-                                          str(path.relative_to(REPO_ROOT)), UID_GRAFANA))
+                                          repo_relative(path), UID_GRAFANA))
+        dashboards_dir = _dashboard_provider_path(files) or GRAFANA_DASHBOARDS_DIR
         for path in sorted((GRAFANA_DIR / "dashboards").rglob("*.json")):
             rel = path.relative_to(GRAFANA_DIR / "dashboards")
-            files.append(_static_file(f"{GRAFANA_DASHBOARDS_DIR}/{rel}",
+            files.append(_static_file(f"{dashboards_dir.rstrip('/')}/{rel}",
                                       path.read_text(encoding="utf-8"),
-                                      str(path.relative_to(REPO_ROOT)), UID_GRAFANA))
+                                      repo_relative(path), UID_GRAFANA))
         secret_file = "/run/secrets/civicpulse/grafana_admin"
         files.append(_secret_file(secret_file, "grafana_admin", UID_GRAFANA))
         return ContainerSpec(
@@ -605,6 +631,34 @@ class _Planner:
             healthcheck=_wget(GRAFANA_PORT, "/api/health"),
             volumes=((self.layout.volume(host, "grafana"), "/var/lib/grafana"),),
             files=tuple(files), memory_mb=256, cpus=0.5, after=(prometheus.name,))
+
+
+def _dashboard_provider_path(files: list[FileSpec]) -> str | None:
+    """`options.path` of the first file-type dashboard provider among the provisioning files."""
+    for item in files:
+        if "/provisioning/dashboards/" not in item.path or item.secrets:
+            continue
+        if not item.path.endswith((".yml", ".yaml")):
+            continue
+        try:
+            doc = yaml.safe_load(item.text()) or {}
+        except yaml.YAMLError:
+            continue
+        for provider in doc.get("providers") or []:
+            path = (provider.get("options") or {}).get("path")
+            if path:
+                return str(path)
+    return None
+
+
+def _flag(args: list[str], name: str) -> str | None:
+    """The value of `name=value` or `name value` in an argument list."""
+    for i, arg in enumerate(args):
+        if arg.startswith(name + "="):
+            return arg.split("=", 1)[1]
+        if arg == name and i + 1 < len(args):
+            return args[i + 1]
+    return None
 
 
 def _scratch_aware(image: str, check: Healthcheck) -> Healthcheck | None:

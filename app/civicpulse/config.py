@@ -1,0 +1,276 @@
+"""Load and validate the JSON runtime config named by ``CIVICPULSE_CONFIG``.
+
+The file is written at deploy time and holds secrets, so everything the process
+needs comes from it (plus ``CIVICPULSE__SECTION__KEY`` env overrides for tests).
+Errors name the offending key and the file so a bad deploy fails loudly at start.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import stat
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+CONFIG_ENV = "CIVICPULSE_CONFIG"
+OVERRIDE_PREFIX = "CIVICPULSE__"
+
+
+class ConfigError(Exception):
+    """Raised for a missing, unreadable or invalid config file or key."""
+
+
+@dataclass(frozen=True)
+class DatabaseConfig:
+    engine: str
+    name: str
+    host: str = "127.0.0.1"
+    port: int = 5432
+    user: str = ""
+    password: str = ""
+    connect_timeout: int = 2
+    statement_timeout_ms: int = 5000
+    conn_max_age: int = 0
+    pgbouncer: bool = False
+    path: str = ""
+    sqlite_tuned: bool = True
+
+
+@dataclass(frozen=True)
+class RedisConfig:
+    url: str
+    socket_timeout: float = 0.25
+    connect_timeout: float = 0.25
+    ttl: int = 300
+    breaker_failures: int = 3
+    breaker_reset_s: float = 5.0
+
+
+@dataclass(frozen=True)
+class GunicornConfig:
+    bind: str = "127.0.0.1:8000"
+    workers: int = 2
+    worker_class: str = "sync"
+    threads: int = 1
+    timeout: int = 30
+    graceful_timeout: int = 20
+    keepalive: int = 5
+    max_requests: int = 0
+    max_requests_jitter: int = 0
+    forwarded_allow_ips: str = "127.0.0.1,::1"
+
+
+@dataclass(frozen=True)
+class AppConfig:
+    source: str
+    secret_key: str
+    database: DatabaseConfig
+    redis: RedisConfig | None
+    gunicorn: GunicornConfig = field(default_factory=GunicornConfig)
+    debug: bool = False
+    allowed_hosts: tuple[str, ...] = ("127.0.0.1", "localhost")
+    log_level: str = "INFO"
+    metrics_dir: str = ""
+
+
+class _Reader:
+    """Typed access to one JSON object; every error names ``file: key.path``."""
+
+    def __init__(self, data: Any, source: str, prefix: str = "") -> None:
+        self.source = source
+        self.prefix = prefix
+        if not isinstance(data, dict):
+            raise ConfigError(f"{source}: {prefix or 'top level'} must be a JSON object")
+        self.data = data
+
+    def _key(self, key: str) -> str:
+        return f"{self.prefix}{key}"
+
+    def fail(self, key: str, problem: str) -> ConfigError:
+        return ConfigError(f"{self.source}: key '{self._key(key)}' {problem}")
+
+    def get(self, key: str, kind: type | tuple[type, ...], default: Any = ..., *,
+            minimum: float | None = None, choices: tuple[str, ...] | None = None) -> Any:
+        if key not in self.data or self.data[key] is None:
+            if default is ...:
+                raise self.fail(key, "is required")
+            return default
+        value = self.data[key]
+        kinds = kind if isinstance(kind, tuple) else (kind,)
+        # bool is a subclass of int; a stray `true` must not become a port number.
+        if isinstance(value, bool) and bool not in kinds:
+            raise self.fail(key, f"must be {_names(kinds)}, got boolean")
+        if float in kinds and isinstance(value, int):
+            value = float(value)
+        if not isinstance(value, kinds):
+            raise self.fail(key, f"must be {_names(kinds)}, got {type(value).__name__}")
+        if minimum is not None and value < minimum:
+            raise self.fail(key, f"must be >= {minimum}, got {value}")
+        if choices is not None and value not in choices:
+            raise self.fail(key, f"must be one of {', '.join(choices)}; got {value!r}")
+        return value
+
+    def section(self, key: str, required: bool) -> _Reader | None:
+        if self.data.get(key) is None:
+            if required:
+                raise self.fail(key, "is required")
+            return None
+        return _Reader(self.data[key], self.source, f"{self._key(key)}.")
+
+
+def _names(kinds: tuple[type, ...]) -> str:
+    label = {str: "a string", int: "an integer", float: "a number", bool: "a boolean",
+             list: "a list", dict: "an object"}
+    return " or ".join(label.get(k, k.__name__) for k in kinds)
+
+
+def apply_env_overrides(data: dict[str, Any], environ: dict[str, str]) -> dict[str, Any]:
+    """Apply ``CIVICPULSE__A__B=value`` env vars onto ``data['a']['b']``.
+
+    Values are parsed as JSON when possible so numbers, booleans, null and lists
+    keep their types (but a key that is a string in the file stays a string);
+    anything else is taken as a plain string. Deeper keys are
+    applied first, so a whole-section override (``CIVICPULSE__REDIS=null``) wins.
+    """
+    overrides = []
+    for name, raw in environ.items():
+        if name.startswith(OVERRIDE_PREFIX):
+            path = [part.lower() for part in name[len(OVERRIDE_PREFIX):].split("__") if part]
+            if path:
+                overrides.append((path, raw))
+    for path, raw in sorted(overrides, key=lambda item: (-len(item[0]), item[0])):
+        try:
+            value: Any = json.loads(raw)
+        except ValueError:
+            value = raw
+        node = data
+        for part in path[:-1]:
+            if not isinstance(node.get(part), dict):
+                node[part] = {}
+            node = node[part]
+        if isinstance(node.get(path[-1]), str):
+            # A password of "12345" must stay a string when the file has one there.
+            value = raw
+        node[path[-1]] = value
+    return data
+
+
+def parse_config(data: dict[str, Any], source: str) -> AppConfig:
+    """Validate a decoded config document; ``source`` is used in error messages."""
+    top = _Reader(data, source)
+    secret_key = top.get("secret_key", str)
+    if len(secret_key) < 32:
+        raise top.fail("secret_key", "must be at least 32 characters")
+    hosts = top.get("allowed_hosts", list, ["127.0.0.1", "localhost"])
+    if not all(isinstance(h, str) and h for h in hosts):
+        raise top.fail("allowed_hosts", "must be a list of non-empty strings")
+    log_level = top.get("log_level", str, "INFO").upper()
+    if log_level not in ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"):
+        raise top.fail("log_level",
+                       f"must be DEBUG, INFO, WARNING, ERROR or CRITICAL; got {log_level!r}")
+    return AppConfig(
+        source=source,
+        secret_key=secret_key,
+        debug=top.get("debug", bool, False),
+        allowed_hosts=tuple(hosts),
+        log_level=log_level,
+        metrics_dir=top.get("metrics_dir", str, ""),
+        database=_parse_database(top.section("database", required=True)),
+        redis=_parse_redis(top.section("redis", required=False)),
+        gunicorn=_parse_gunicorn(top.section("gunicorn", required=False)),
+    )
+
+
+def _parse_database(db: _Reader | None) -> DatabaseConfig:
+    assert db is not None
+    engine = db.get("engine", str, choices=("postgresql", "sqlite"))
+    if engine == "sqlite":
+        return DatabaseConfig(
+            engine=engine,
+            name="",
+            path=db.get("path", str),
+            sqlite_tuned=db.get("sqlite_tuned", bool, True),
+        )
+    return DatabaseConfig(
+        engine=engine,
+        name=db.get("name", str),
+        host=db.get("host", str, "127.0.0.1"),
+        port=db.get("port", int, 5432, minimum=1),
+        user=db.get("user", str),
+        password=db.get("password", str, ""),
+        connect_timeout=db.get("connect_timeout", int, 2, minimum=1),
+        statement_timeout_ms=db.get("statement_timeout_ms", int, 5000, minimum=0),
+        conn_max_age=db.get("conn_max_age", int, 0, minimum=0),
+        pgbouncer=db.get("pgbouncer", bool, False),
+    )
+
+
+def _parse_redis(section: _Reader | None) -> RedisConfig | None:
+    if section is None:
+        return None
+    url = section.get("url", str)
+    if not url.startswith(("redis://", "rediss://", "unix://")):
+        raise section.fail("url", "must start with redis://, rediss:// or unix://")
+    return RedisConfig(
+        url=url,
+        socket_timeout=section.get("socket_timeout", float, 0.25, minimum=0.01),
+        connect_timeout=section.get("connect_timeout", float, 0.25, minimum=0.01),
+        ttl=section.get("ttl", int, 300, minimum=1),
+        breaker_failures=section.get("breaker_failures", int, 3, minimum=1),
+        breaker_reset_s=section.get("breaker_reset_s", float, 5.0, minimum=0.1),
+    )
+
+
+def _parse_gunicorn(section: _Reader | None) -> GunicornConfig:
+    if section is None:
+        return GunicornConfig()
+    return GunicornConfig(
+        bind=section.get("bind", str, "127.0.0.1:8000"),
+        workers=section.get("workers", int, 2, minimum=1),
+        worker_class=section.get("worker_class", str, "sync", choices=("sync", "gthread")),
+        threads=section.get("threads", int, 1, minimum=1),
+        timeout=section.get("timeout", int, 30, minimum=1),
+        graceful_timeout=section.get("graceful_timeout", int, 20, minimum=1),
+        keepalive=section.get("keepalive", int, 5, minimum=0),
+        max_requests=section.get("max_requests", int, 0, minimum=0),
+        max_requests_jitter=section.get("max_requests_jitter", int, 0, minimum=0),
+        forwarded_allow_ips=section.get("forwarded_allow_ips", str, "127.0.0.1,::1"),
+    )
+
+
+def load_config(environ: dict[str, str] | None = None) -> AppConfig:
+    """Read the file named by ``CIVICPULSE_CONFIG``, apply env overrides, validate."""
+    env = dict(os.environ if environ is None else environ)
+    path = env.get(CONFIG_ENV)
+    if not path:
+        raise ConfigError(f"environment variable {CONFIG_ENV} is not set; "
+                          "it must name the JSON config file")
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+        mode = os.stat(path).st_mode
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read config file ({exc.strerror})") from exc
+    if mode & (stat.S_IROTH | stat.S_IWOTH):
+        # The file holds the secret key and passwords.
+        raise ConfigError(f"{path}: config file must not be readable or writable by others "
+                          f"(mode {stat.S_IMODE(mode):04o}; use 0600 or 0640)")
+    try:
+        data = json.loads(text)
+    except ValueError as exc:
+        raise ConfigError(f"{path}: not valid JSON ({exc})") from exc
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: top level must be a JSON object")
+    return parse_config(apply_env_overrides(data, env), path)
+
+
+_cached: AppConfig | None = None
+
+
+def get_config() -> AppConfig:
+    """Process-wide config, loaded once (settings and gunicorn both call this)."""
+    global _cached
+    if _cached is None:
+        _cached = load_config()
+    return _cached

@@ -1,0 +1,109 @@
+"""HTTP views: parse, delegate to user_store/audit/health, shape the JSON response."""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+
+from django.core.exceptions import RequestDataTooBig
+from django.db import DatabaseError
+from django.http import HttpRequest, HttpResponse
+from django.views.decorators.csrf import csrf_exempt
+
+from civicpulse.core import audit, db_errors, responses, user_store
+from civicpulse.core import health as health_checks
+from civicpulse.core import metrics as app_metrics
+from civicpulse.core.validation import (
+    InvalidRequest,
+    parse_audit_query,
+    parse_idempotency_key,
+    parse_new_user,
+)
+
+log = logging.getLogger(__name__)
+
+# Ids are bigint; larger path values cannot exist and must not reach the database.
+MAX_ID = 2**63 - 1
+
+
+def _database_failure(exc: DatabaseError, request: HttpRequest) -> HttpResponse:
+    kind = db_errors.record(exc)
+    log.error("database error (%s): %s", kind, exc,
+              extra={"request_id": getattr(request, "request_id", None)})
+    return responses.error(503, "database unavailable", None, with_field=False)
+
+
+def health(request: HttpRequest) -> HttpResponse:
+    if request.method not in ("GET", "HEAD"):
+        return responses.method_not_allowed(("GET", "HEAD"))
+    status, body = health_checks.run_checks()
+    response = responses.json_response(body, status)
+    response["Cache-Control"] = "no-store"
+    return response
+
+
+@csrf_exempt
+def users_create(request: HttpRequest) -> HttpResponse:
+    if request.method != "POST":
+        return responses.method_not_allowed(("POST",))
+    try:
+        body = request.body
+    except RequestDataTooBig:
+        return responses.error(400, "request body too large", None)
+    try:
+        username, email = parse_new_user(body)
+        key = parse_idempotency_key(request.META.get("HTTP_IDEMPOTENCY_KEY"))
+    except InvalidRequest as exc:
+        return responses.error(400, exc.message, exc.field)
+    fingerprint = hashlib.sha256(f"{username}\0{email}".encode()).hexdigest() if key else ""
+    try:
+        result = user_store.create_user(username, email, request.request_id,  # type: ignore[attr-defined]
+                                        key, fingerprint)
+    except user_store.UsernameTaken:
+        return responses.error(409, "username already exists", "username")
+    except user_store.IdempotencyKeyReused:
+        return responses.error(
+            422, "Idempotency-Key was already used with a different request",
+            "Idempotency-Key")
+    except DatabaseError as exc:
+        return _database_failure(exc, request)
+    response = responses.raw_json_response(result.body, result.status)
+    if result.replayed:
+        response["Idempotent-Replayed"] = "true"
+    return response
+
+
+def user_detail(request: HttpRequest, user_id: int) -> HttpResponse:
+    if request.method not in ("GET", "HEAD"):
+        return responses.method_not_allowed(("GET", "HEAD"))
+    if user_id > MAX_ID:
+        return responses.error(404, "not found", with_field=False)
+    try:
+        body = user_store.user_document(user_id)
+    except DatabaseError as exc:
+        return _database_failure(exc, request)
+    if body is None:
+        return responses.error(404, "not found", with_field=False)
+    return responses.raw_json_response(body)
+
+
+def audit_list(request: HttpRequest) -> HttpResponse:
+    if request.method not in ("GET", "HEAD"):
+        return responses.method_not_allowed(("GET", "HEAD"))
+    try:
+        after, limit = parse_audit_query(request.GET.get("after"), request.GET.get("limit"))
+    except InvalidRequest as exc:
+        return responses.error(400, exc.message, exc.field)
+    try:
+        events = audit.list_events(after, limit)
+    except DatabaseError as exc:
+        return _database_failure(exc, request)
+    next_after = events[-1]["id"] if events else after
+    return responses.json_response({"events": events, "next_after": next_after})
+
+
+def metrics(request: HttpRequest) -> HttpResponse:
+    if request.method not in ("GET", "HEAD"):
+        return responses.method_not_allowed(("GET", "HEAD"))
+    body, content_type = app_metrics.render()
+    return HttpResponse(body, content_type=content_type)

@@ -1,0 +1,91 @@
+"""Gunicorn settings: `gunicorn -c python:civicpulse.gunicorn_conf civicpulse.wsgi`.
+
+Everything comes from the `gunicorn` section of the JSON config. Designed to sit
+behind nginx on the same host: loopback bind, X-Forwarded-* trusted only from the
+loopback proxy, no access log file (the app logs one JSON line per request).
+"""
+
+from __future__ import annotations
+
+import glob
+import os
+import shutil
+import tempfile
+from typing import Any
+
+from civicpulse.config import get_config
+
+_cfg = get_config()
+_g = _cfg.gunicorn
+
+# prometheus_client picks its multiprocess value class when first imported, so
+# the directory must be in the environment before that import, here in the
+# master, and the forked workers inherit it. Without an explicit directory a
+# private one is made, because per-worker registries would silently under-count.
+_owned_metrics_dir = ""
+if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+    if _cfg.metrics_dir:
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = _cfg.metrics_dir
+    else:
+        _owned_metrics_dir = tempfile.mkdtemp(
+            prefix="civicpulse-metrics-", dir="/dev/shm" if os.path.isdir("/dev/shm") else None)
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = _owned_metrics_dir
+
+from prometheus_client import multiprocess  # noqa: E402  (needs the env var above)
+
+wsgi_app = "civicpulse.wsgi:application"
+bind = [_g.bind]
+workers = _g.workers
+worker_class = _g.worker_class
+threads = _g.threads
+timeout = _g.timeout
+graceful_timeout = _g.graceful_timeout
+keepalive = _g.keepalive
+max_requests = _g.max_requests
+max_requests_jitter = _g.max_requests_jitter
+# Each worker opens its own DB and Redis connections after fork.
+preload_app = False
+# The heartbeat file is touched on every request; keep it off disk.
+worker_tmp_dir = "/dev/shm" if os.path.isdir("/dev/shm") else None
+forwarded_allow_ips = _g.forwarded_allow_ips
+accesslog = None
+errorlog = "-"
+loglevel = _cfg.log_level.lower()
+proc_name = "civicpulse"
+raw_env = ["DJANGO_SETTINGS_MODULE=civicpulse.settings"]
+
+logconfig_dict: dict[str, Any] = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {"json": {"()": "civicpulse.jsonlog.JsonFormatter"}},
+    "handlers": {
+        "error_console": {"class": "logging.StreamHandler", "stream": "ext://sys.stderr",
+                          "formatter": "json"},
+        "console": {"class": "logging.StreamHandler", "stream": "ext://sys.stdout",
+                    "formatter": "json"},
+    },
+    "loggers": {
+        "gunicorn.error": {"handlers": ["error_console"], "level": _cfg.log_level,
+                           "propagate": False},
+        "gunicorn.access": {"handlers": ["console"], "level": _cfg.log_level,
+                            "propagate": False},
+    },
+}
+
+
+def on_starting(server: Any) -> None:
+    """Drop the previous run's value files so counters restart from zero."""
+    path = os.environ["PROMETHEUS_MULTIPROC_DIR"]
+    os.makedirs(path, exist_ok=True)
+    for stale in glob.glob(os.path.join(path, "*.db")):
+        os.remove(stale)
+
+
+def child_exit(server: Any, worker: Any) -> None:
+    """Forget a dead worker's live gauges (its counters keep counting in the sum)."""
+    multiprocess.mark_process_dead(worker.pid)
+
+
+def on_exit(server: Any) -> None:
+    if _owned_metrics_dir:
+        shutil.rmtree(_owned_metrics_dir, ignore_errors=True)

@@ -1,0 +1,62 @@
+"""PgBouncer's admin console: SHOW POOLS (and the other read-only SHOW views).
+
+We log in as the stats user (`pgbouncer_stats`, in `stats_users`): it may run SHOW
+but not PAUSE/RELOAD/KILL, so this command cannot change PgBouncer by mistake. The
+console speaks only the simple query protocol and rejects transactions, hence
+autocommit and psycopg's ClientCursor (client-side binding, no prepared statements).
+"""
+
+from __future__ import annotations
+
+import psycopg
+from psycopg import ClientCursor
+
+from infra.inventory import secrets_dir
+from infra.ops.outcome import OpsError, Outcome
+from infra.ops.select import one_instance
+from infra.secrets import read_secret
+from infra.topology import Topology
+
+STATS_USER = "pgbouncer_stats"
+STATS_SECRET = "pgbouncer_stats"
+#: Read-only views worth showing on call; the key is what `--show` accepts.
+VIEWS = ("pools", "stats", "lists", "databases", "clients", "servers", "config")
+#: The columns of SHOW POOLS that matter when clients queue.
+POOL_COLUMNS = ("database", "user", "cl_active", "cl_waiting", "sv_active", "sv_idle",
+                "sv_used", "sv_login", "maxwait", "pool_mode")
+
+
+def show(topology: Topology, view: str = "pools", host: str | None = None,
+         timeout_s: int = 3) -> Outcome:
+    """Run `SHOW <view>` on PgBouncer's admin console and return it as a table."""
+    if view not in VIEWS:
+        raise OpsError(f"--show must be one of {', '.join(VIEWS)}, not {view!r}")
+    svc = one_instance(topology, "pgbouncer", host)
+    try:
+        password = read_secret(secrets_dir(topology), STATS_SECRET)
+    except OSError as exc:
+        raise OpsError(f"cannot read the {STATS_SECRET} secret of stack {topology.stack} "
+                       f"({exc.strerror}): is the stack deployed, and are you root?") from None
+    try:
+        with psycopg.connect(host=svc.address, port=svc.port, dbname="pgbouncer",
+                             user=STATS_USER, password=password, connect_timeout=timeout_s,
+                             autocommit=True, cursor_factory=ClientCursor) as conn:
+            cur = conn.execute(f"SHOW {view.upper()}")
+            names = [d.name for d in cur.description or []]
+            rows = cur.fetchall()
+    except psycopg.Error as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else repr(exc)
+        outcome = Outcome(title=f"PgBouncer {svc.endpoint}")
+        outcome.fail(f"cannot query PgBouncer's admin console at {svc.endpoint} on "
+                     f"{svc.host}: {first}")
+        return outcome
+    keep = [i for i, n in enumerate(names) if view != "pools" or n in POOL_COLUMNS]
+    outcome = Outcome(title=f"SHOW {view.upper()} on PgBouncer {svc.host} ({svc.endpoint})",
+                      columns=[names[i] for i in keep],
+                      rows=[[row[i] for i in keep] for row in rows])
+    if view == "pools":
+        waiting = sum(int(r["cl_waiting"]) for r in outcome.records()
+                      if r.get("database") != "pgbouncer")
+        if waiting:
+            outcome.note(f"{waiting} client(s) are waiting for a server connection")
+    return outcome

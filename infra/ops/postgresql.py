@@ -1,0 +1,117 @@
+"""PostgreSQL sessions: who is connected, which transactions are old, and ending them.
+
+We connect as the cluster's superuser (`postgres`) over TCP to the database host,
+with the password from the stack's `postgres_superuser` secret: pg_hba allows it
+from loopback with SCRAM, and only a superuser may terminate other roles' backends.
+Going around PgBouncer is deliberate: when the pool is exhausted, these are the
+commands that must still get through.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import psycopg
+
+from infra.inventory import secrets_dir
+from infra.ops.outcome import OpsError, Outcome
+from infra.ops.select import one_instance
+from infra.secrets import read_secret
+from infra.topology import Topology
+
+SUPERUSER = "postgres"
+SUPERUSER_SECRET = "postgres_superuser"
+#: Which sessions `kill-idle-tx --state` may end.
+STATES = {
+    "idle-in-transaction": "state LIKE 'idle in transaction%'",
+    "active": "state = 'active'",
+    "any": "state IS NOT NULL",
+}
+
+_SESSIONS = """
+SELECT pid, usename, application_name, client_addr::text, state,
+       extract(epoch FROM now() - xact_start)::int AS xact_age_s,
+       extract(epoch FROM now() - state_change)::int AS state_age_s,
+       wait_event_type, left(regexp_replace(query, '\\s+', ' ', 'g'), 80) AS query
+  FROM pg_stat_activity
+ WHERE backend_type = 'client backend' AND pid <> pg_backend_pid() AND datname = %s
+ ORDER BY xact_start NULLS LAST
+"""
+_COUNTS = """
+SELECT coalesce(state, '(none)'), count(*),
+       current_setting('max_connections')::int
+  FROM pg_stat_activity WHERE backend_type = 'client backend'
+ GROUP BY 1 ORDER BY 2 DESC
+"""
+
+
+def connect(topology: Topology, timeout_s: int = 3) -> psycopg.Connection[Any]:
+    svc = one_instance(topology, "postgresql")
+    try:
+        password = read_secret(secrets_dir(topology), SUPERUSER_SECRET)
+    except OSError as exc:
+        raise OpsError(f"cannot read the {SUPERUSER_SECRET} secret of stack {topology.stack} "
+                       f"({exc.strerror}): is the stack deployed, and are you root?") from None
+    try:
+        return psycopg.connect(host=svc.address, port=svc.port, user=SUPERUSER,
+                               dbname=topology.sizing.postgresql.database, password=password,
+                               connect_timeout=timeout_s, autocommit=True,
+                               application_name="infra.ops")
+    except psycopg.Error as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else repr(exc)
+        raise OpsError(f"cannot connect to PostgreSQL at {svc.endpoint} on {svc.host} as "
+                       f"{SUPERUSER}: {first}; is it up? (python -m infra.ops status --stack "
+                       f"{topology.stack} --service postgresql)") from None
+
+
+def activity(topology: Topology, limit: int = 20) -> Outcome:
+    """Client sessions by state, then the oldest open transactions first."""
+    with connect(topology) as conn:
+        counts = conn.execute(_COUNTS).fetchall()
+        cur = conn.execute(_SESSIONS, [topology.sizing.postgresql.database])
+        names = [d.name for d in cur.description or []]
+        rows = [list(r) for r in cur.fetchall()]
+    outcome = Outcome(title=f"sessions in {topology.sizing.postgresql.database} "
+                            f"(oldest transaction first, at most {limit})",
+                      columns=names, rows=rows[:limit])
+    total = sum(n for _, n, _ in counts)
+    limit_conns = counts[0][2] if counts else topology.sizing.postgresql.max_connections
+    outcome.note(f"client connections: {total} of max_connections {limit_conns} ("
+                 + ", ".join(f"{state}: {n}" for state, n, _ in counts) + ")")
+    return outcome
+
+
+def kill_transactions(topology: Topology, older_than_s: int = 30,
+                      state: str = "idle-in-transaction", dry_run: bool = False) -> Outcome:
+    """pg_terminate_backend() on client sessions of the app database whose transaction
+    is older than `older_than_s` and whose state matches. Only client backends of the
+    application database are considered: never autovacuum, replication or ourselves."""
+    if state not in STATES:
+        raise OpsError(f"--state must be one of {', '.join(STATES)}, not {state!r}")
+    if older_than_s < 1:
+        raise OpsError("--older-than must be at least 1 second")
+    query = f"""
+        SELECT pid, usename, application_name, state,
+               extract(epoch FROM now() - xact_start)::int AS xact_age_s,
+               left(regexp_replace(query, '\\s+', ' ', 'g'), 80) AS query
+          FROM pg_stat_activity
+         WHERE backend_type = 'client backend' AND pid <> pg_backend_pid()
+           AND datname = %s AND {STATES[state]}
+           AND xact_start < now() - make_interval(secs => %s)
+         ORDER BY xact_start"""
+    with connect(topology) as conn:
+        victims = conn.execute(query, [topology.sizing.postgresql.database,
+                                       older_than_s]).fetchall()
+        outcome = Outcome(title=f"{'would terminate' if dry_run else 'terminated'}: {state} "
+                                f"sessions with a transaction older than {older_than_s}s",
+                          columns=["pid", "user", "application", "state", "xact_age_s",
+                                   "query", "result"])
+        for pid, *rest in victims:
+            result = "dry run"
+            if not dry_run:
+                done = conn.execute("SELECT pg_terminate_backend(%s)", [pid]).fetchone()
+                result = "terminated" if done and done[0] else "already gone"
+            outcome.rows.append([pid, *rest, result])
+    if not victims:
+        outcome.note("no matching session: nothing to do")
+    return outcome

@@ -1,0 +1,193 @@
+"""Fast tests without services: config loading, DB settings, breaker, Gunicorn config."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+from civicpulse.config import ConfigError, load_config
+from civicpulse.core.circuit_breaker import CLOSED, HALF_OPEN, OPEN, CircuitBreaker
+from civicpulse.database import django_database
+from civicpulse_stack import app_env
+
+SECRET = "s" * 40
+
+
+def write(tmp_path, data) -> dict[str, str]:
+    path = tmp_path / "config.json"
+    path.write_text(data if isinstance(data, str) else json.dumps(data))
+    path.chmod(0o600)
+    return {"CIVICPULSE_CONFIG": str(path)}
+
+
+def minimal(**extra) -> dict:
+    return {"secret_key": SECRET, "database": {"engine": "postgresql", "name": "cp", "user": "cp",
+                                               "password": "from-file"}, **extra}
+
+
+def test_missing_env_names_variable():
+    with pytest.raises(ConfigError, match="CIVICPULSE_CONFIG"):
+        load_config({})
+
+
+def test_unreadable_file_named(tmp_path):
+    with pytest.raises(ConfigError, match=str(tmp_path / "nope.json")):
+        load_config({"CIVICPULSE_CONFIG": str(tmp_path / "nope.json")})
+
+
+def test_world_readable_file_refused(tmp_path):
+    env = write(tmp_path, minimal())
+    (tmp_path / "config.json").chmod(0o644)
+    with pytest.raises(ConfigError, match=r"config.json: .*readable or writable by others"):
+        load_config(env)
+
+
+def test_invalid_json_named(tmp_path):
+    env = write(tmp_path, "{not json")
+    with pytest.raises(ConfigError, match=rf"{tmp_path}.*not valid JSON"):
+        load_config(env)
+
+
+@pytest.mark.parametrize(("data", "key"), [
+    ({"database": {"engine": "sqlite", "path": "x"}}, "secret_key"),
+    ({"secret_key": "short", "database": {"engine": "sqlite", "path": "x"}}, "secret_key"),
+    ({"secret_key": SECRET}, "database"),
+    ({"secret_key": SECRET, "database": {"engine": "mysql"}}, "database.engine"),
+    ({"secret_key": SECRET, "database": {"engine": "sqlite"}}, "database.path"),
+    (minimal(database={"engine": "postgresql", "name": "cp", "user": "cp", "port": "5432"}),
+     "database.port"),
+    (minimal(database={"engine": "postgresql", "name": "cp", "user": "cp", "port": True}),
+     "database.port"),
+    (minimal(redis={"url": "http://x"}), "redis.url"),
+    (minimal(redis={"url": "redis://x", "socket_timeout": 0}), "redis.socket_timeout"),
+    (minimal(gunicorn={"workers": 0}), "gunicorn.workers"),
+    (minimal(gunicorn={"worker_class": "gevent"}), "gunicorn.worker_class"),
+    (minimal(allowed_hosts="*"), "allowed_hosts"),
+    (minimal(log_level="LOUD"), "log_level"),
+])
+def test_bad_key_named_with_file(tmp_path, data, key):
+    env = write(tmp_path, data)
+    with pytest.raises(ConfigError) as caught:
+        load_config(env)
+    message = str(caught.value)
+    assert f"key '{key}'" in message and str(tmp_path / "config.json") in message
+
+
+def test_defaults(tmp_path):
+    config = load_config(write(tmp_path, minimal()))
+    assert config.debug is False
+    assert config.redis is None
+    db = config.database
+    assert (db.connect_timeout, db.statement_timeout_ms, db.conn_max_age) == (2, 5000, 0)
+    assert config.gunicorn.bind == "127.0.0.1:8000" and config.gunicorn.workers == 2
+
+
+def test_env_overrides_keep_types(tmp_path):
+    env = write(tmp_path, minimal(redis={"url": "redis://127.0.0.1:6379/0"}))
+    env.update({"CIVICPULSE__DATABASE__PORT": "6432", "CIVICPULSE__DEBUG": "true",
+                "CIVICPULSE__DATABASE__HOST": "127.0.0.2", "CIVICPULSE__REDIS__TTL": "60"})
+    config = load_config(env)
+    assert config.database.port == 6432 and config.database.host == "127.0.0.2"
+    assert config.debug is True and config.redis.ttl == 60
+    env["CIVICPULSE__DATABASE__PASSWORD"] = "12345"
+    assert load_config(env).database.password == "12345"
+    env["CIVICPULSE__REDIS"] = "null"
+    assert load_config(env).redis is None
+
+
+def test_postgres_settings_behind_pgbouncer(tmp_path):
+    db = load_config(write(tmp_path, minimal(database={
+        "engine": "postgresql", "name": "cp", "user": "cp", "pgbouncer": True,
+        "statement_timeout_ms": 1234, "connect_timeout": 3}))).database
+    settings = django_database(db)
+    assert settings["OPTIONS"]["prepare_threshold"] is None
+    assert settings["OPTIONS"]["connect_timeout"] == 3
+    assert "options" not in settings["OPTIONS"]  # PgBouncer rejects it
+    assert settings["DISABLE_SERVER_SIDE_CURSORS"] is True
+
+
+def test_postgres_settings_direct(tmp_path):
+    db = load_config(write(tmp_path, minimal(database={
+        "engine": "postgresql", "name": "cp", "user": "cp", "statement_timeout_ms": 1234})
+    )).database
+    assert django_database(db)["OPTIONS"]["options"] == "-c statement_timeout=1234"
+
+
+def test_sqlite_settings(tmp_path):
+    tuned = load_config(write(tmp_path, minimal(database={"engine": "sqlite", "path": "x"})))
+    options = django_database(tuned.database)["OPTIONS"]
+    assert options["transaction_mode"] == "IMMEDIATE"
+    assert "journal_mode=WAL" in options["init_command"]
+    plain = load_config(write(tmp_path, minimal(
+        database={"engine": "sqlite", "path": "x", "sqlite_tuned": False})))
+    assert django_database(plain.database)["OPTIONS"] == {}
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = 100.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_breaker_cycle():
+    clock = FakeClock()
+    states: list[str] = []
+    breaker = CircuitBreaker(3, 5.0, on_state_change=states.append, clock=clock)
+    for _ in range(2):
+        assert breaker.allow()
+        breaker.record_failure()
+    assert breaker.state == CLOSED
+    breaker.allow()
+    breaker.record_failure()
+    assert breaker.state == OPEN and not breaker.allow()
+
+    clock.now += 5.0
+    assert breaker.allow()  # the single half-open probe
+    assert breaker.state == HALF_OPEN and not breaker.allow()
+    breaker.record_failure()  # probe failed: open again for a full cool-down
+    assert breaker.state == OPEN
+    clock.now += 4.9
+    assert not breaker.allow()
+    clock.now += 0.2
+    assert breaker.allow()
+    breaker.record_success()
+    assert breaker.state == CLOSED and breaker.allow()
+    assert states == [OPEN, HALF_OPEN, OPEN, HALF_OPEN, CLOSED]
+
+
+def test_breaker_success_resets_failure_count():
+    breaker = CircuitBreaker(2, 1.0)
+    breaker.record_failure()
+    breaker.record_success()
+    breaker.record_failure()
+    assert breaker.state == CLOSED
+
+
+def test_gunicorn_conf_from_config(tmp_path):
+    config = minimal(gunicorn={"bind": "127.0.0.1:8123", "workers": 3, "timeout": 17,
+                               "worker_class": "gthread", "threads": 4})
+    env = app_env(tmp_path / "config.json")
+    (tmp_path / "config.json").write_text(json.dumps(config))
+    (tmp_path / "config.json").chmod(0o600)
+    probe = (
+        "import json, os\n"
+        "import civicpulse.gunicorn_conf as g\n"
+        "print(json.dumps({k: getattr(g, k) for k in ('bind', 'workers', 'timeout',"
+        " 'worker_class', 'threads', 'worker_tmp_dir', 'forwarded_allow_ips', 'accesslog',"
+        " 'preload_app', 'wsgi_app')} | {'dir': os.environ['PROMETHEUS_MULTIPROC_DIR']}))\n"
+        "g.on_exit(None)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", probe], env=env, capture_output=True,
+                         text=True, timeout=60, check=True).stdout
+    settings = json.loads(out)
+    assert settings["bind"] == ["127.0.0.1:8123"] and settings["workers"] == 3
+    assert settings["worker_class"] == "gthread" and settings["threads"] == 4
+    assert settings["timeout"] == 17 and settings["worker_tmp_dir"] == "/dev/shm"
+    assert settings["forwarded_allow_ips"] == "127.0.0.1,::1"
+    assert settings["accesslog"] is None and settings["preload_app"] is False
+    assert settings["wsgi_app"] == "civicpulse.wsgi:application"
+    assert settings["dir"]  # a private multiprocess dir is made when none is given
