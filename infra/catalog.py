@@ -63,11 +63,19 @@ SERVICE_KINDS: dict[str, ServiceKind] = {
 REQUIRED_SINGLETONS = ("nginx", "postgresql", "pgbouncer", "redis", "prometheus", "alertmanager")
 
 
-def debian_packages() -> list[str]:
-    """Every Debian package a stack may need, for installers that run before Ansible."""
-    names = {"supervisor", "nftables", "python3-venv", "python3-apt", "python3-psycopg2"}
-    for kind in SERVICE_KINDS.values():
-        names.update(kind.packages)
+#: What every host needs whatever it runs: its supervisor, the Ansible modules'
+#: Python libraries (apt, psycopg2 for the community.postgresql modules), nftables
+#: for GameDay network faults, the clients runbooks and checks use.
+BASE_PACKAGES = ("supervisor", "nftables", "python3-venv", "python3-apt", "python3-psycopg2",
+                 "postgresql-client-15", "redis-tools", "curl")
+
+
+def debian_packages(services: list[str] | None = None) -> list[str]:
+    """Debian packages for these services (default: all) plus the base of every host."""
+    names = set(BASE_PACKAGES)
+    for name, kind in SERVICE_KINDS.items():
+        if services is None or name in services:
+            names.update(kind.packages)
     return sorted(names)
 
 

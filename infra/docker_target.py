@@ -274,6 +274,39 @@ def wait_for_app(topology: Topology, timeout_s: float = 180,
         sleep(1.0)
 
 
+def status_docker(topology: Topology,
+                  run: Callable[..., subprocess.CompletedProcess] = subprocess.run
+                  ) -> dict[str, Any]:
+    """Every container of the stack with Docker's state and health check result.
+
+    The same shape as `infra.local_target.status`, for `invoke status --target docker`.
+    Only nginx is reachable from the Docker host, so health is Docker's health check
+    (run inside each container), not infra.health's probes.
+    """
+    from infra.docker.services import plan
+
+    rows = []
+    for spec in plan(topology).containers:
+        name = f"cp-{topology.stack}-{spec.host}-{spec.service}"
+        try:
+            proc = run(["docker", "inspect", "--format", "{{json .State}}", name],
+                       capture_output=True, text=True, timeout=15, check=False)
+            raw = json.loads(proc.stdout) if proc.returncode == 0 else None
+        except (OSError, subprocess.TimeoutExpired, json.JSONDecodeError):
+            raw = None
+        if raw is None:
+            state, healthy, detail = "ABSENT", False, f"no container {name}"
+        else:
+            state = str(raw.get("Status", "unknown")).upper()
+            health = (raw.get("Health") or {}).get("Status")
+            healthy = state == "RUNNING" and health in ("healthy", None)
+            detail = f"health check: {health}" if health else "no health check (scratch image)"
+        rows.append({"host": spec.host, "service": spec.service,
+                     "address": f"{spec.host}:{spec.port}", "state": state,
+                     "healthy": healthy, "detail": detail})
+    return {"stack": topology.stack, "services": rows, "endpoints": {"app": topology.app_url}}
+
+
 def deploy_docker(topology: Topology, console: Console, publish_monitoring: bool = False,
                   ready_timeout_s: float = 180) -> dict[str, Any]:
     """Create or update the stack in Docker and wait until the app is healthy.
@@ -304,7 +337,15 @@ def deploy_docker(topology: Topology, console: Console, publish_monitoring: bool
     write_secret_files(topology, secret_values)
     console.print(f"pulumi up: {result.summary.result} in {time.monotonic() - started:.0f}s; "
                   "waiting for the app through nginx…")
-    url = wait_for_app(topology, ready_timeout_s)
+    try:
+        url = wait_for_app(topology, ready_timeout_s)
+    except DockerTargetError as exc:
+        sick = [f"{r['host']}/{r['service']}: {r['state']}, {r['detail']}"
+                for r in status_docker(topology)["services"] if not r["healthy"]]
+        if sick:
+            raise DockerTargetError(f"{exc.message}\n  unhealthy:\n    " + "\n    ".join(sick)
+                                    ) from None
+        raise
     console.print(f"app healthy at {url}")
     return outputs
 

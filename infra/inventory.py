@@ -14,6 +14,7 @@ from typing import Any
 
 import yaml
 
+from infra.catalog import debian_packages
 from infra.topology import REPO_ROOT, Host, Topology
 from infra.workload import requirements
 
@@ -77,6 +78,9 @@ def host_vars(topology: Topology, host: Host) -> dict[str, Any]:
     primary = next(h for h in topology.hosts if machine_of(h) == machine_of(host))
     hv: dict[str, Any] = {
         "cp_machine_primary": primary.name == host.name,
+        "cp_machine_packages": debian_packages(
+            [s.name for h in topology.hosts if machine_of(h) == machine_of(host)
+             for s in h.services]),
         "cp_host": host.name,
         "cp_address": host.address,
         "cp_host_dir": str(host_dir(topology, host.name)),

@@ -3,9 +3,9 @@
 Pure data, no Pulumi: `plan(topology)` returns one `ContainerSpec` per service per
 host (plus Grafana on the Prometheus host), and `infra.docker.program` turns the
 specs into resources. Config files are rendered from the Ansible role templates
-(`infra.docker.render`); the few files no role template covers (PostgreSQL's
-include file and first-start SQL, Grafana's provisioning) say where their
-counterpart lives.
+(`infra.docker.render`), exporter command lines from the exporters role's variables;
+the few files no template covers (PostgreSQL's include file and first-start SQL,
+redis_exporter's password map) say which role task they stand in for.
 
 Everything here is checked by the unit tests with Pulumi's mocks only; none of it
 has run against a Docker engine on the machine it was written on (there was none).

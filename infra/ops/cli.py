@@ -69,8 +69,10 @@ def _pools_args(p: argparse.ArgumentParser) -> None:
 
 
 def _kill_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--older-than", type=int, default=30, metavar="SECONDS",
-                   help="only transactions open longer than this (default 30)")
+    p.add_argument("--older-than", type=int, default=None, metavar="SECONDS",
+                   help="only transactions open longer than this (default: PgBouncer's "
+                        "query_timeout from the stack config, which no app transaction "
+                        "should reach)")
     p.add_argument("--state", default="idle-in-transaction", choices=tuple(postgresql.STATES),
                    help="which sessions (default idle-in-transaction)")
     p.add_argument("--dry-run", action="store_true", help="list them, terminate nothing")
@@ -102,8 +104,11 @@ def _disk_args(p: argparse.ArgumentParser) -> None:
 def _alerts_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--name", default=None, help="only this alert")
     p.add_argument("--state", default="firing", choices=("firing", "pending", "any"))
-    p.add_argument("--fail-if-firing", action="store_true",
-                   help="exit 1 if a matching alert (other than Watchdog) fires")
+    check = p.add_mutually_exclusive_group()
+    check.add_argument("--fail-if-firing", action="store_true",
+                       help="exit 1 if a matching alert (other than Watchdog) fires")
+    check.add_argument("--expect-firing", action="store_true",
+                       help="exit 1 unless a matching alert fires (e.g. the Watchdog)")
 
 
 def _promql_args(p: argparse.ArgumentParser) -> None:
@@ -168,7 +173,8 @@ COMMANDS: dict[str, Command] = {c.name: c for c in (
             _disk_args,
             lambda t, a: disk.disk(t, a.clean, a.truncate_access_log, a.min_free_pct, a.top)),
     Command("alerts", "alerts Prometheus has now", _alerts_args,
-            lambda t, a: prometheus.alerts(t, a.name, a.state, a.fail_if_firing)),
+            lambda t, a: prometheus.alerts(t, a.name, a.state, a.fail_if_firing,
+                                             a.expect_firing)),
     Command("promql", "evaluate a PromQL expression on the stack's Prometheus",
             _promql_args, lambda t, a: prometheus.query(t, a.expr, a.expect_empty)),
     Command("env", "print the CP_* variables runbook steps use, as shell exports",

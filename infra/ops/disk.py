@@ -97,7 +97,7 @@ def largest(topology: Topology, top: int = 10) -> list[tuple[Path, int]]:
         balloon = mount / BALLOON
         if balloon.exists():
             sizes.append((balloon, balloon.lstat().st_blocks * 512))
-    return sorted(sizes, key=lambda item: item[1], reverse=True)[:top]
+    return sorted((s for s in sizes if s[1] > 0), key=lambda item: item[1], reverse=True)[:top]
 
 
 def disposable(topology: Topology, truncate_access_log: bool = False) -> list[Path]:

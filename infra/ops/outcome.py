@@ -9,6 +9,7 @@ step needs no output parsing. Every string shown goes through `redact` first.
 from __future__ import annotations
 
 import json
+import sys
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import IO, Any
@@ -83,12 +84,15 @@ def render(outcome: Outcome, secrets: Iterable[str], as_json: bool = False,
            stream: IO[str] | None = None) -> None:
     """Print an outcome (table and notes, or JSON) with the secrets masked."""
     secrets = list(secrets)
-    console = Console(file=stream, soft_wrap=True, highlight=False)
+    out = stream or sys.stdout
+    # Captured output (runbook runner, pipes) gets room for the wide tables.
+    width = None if out.isatty() else 160
+    console = Console(file=out, soft_wrap=True, highlight=False, width=width)
     if as_json:
         text = json.dumps(outcome.to_dict(), indent=2, default=str)
         console.print(redact(text, secrets), markup=False)
         return
-    if outcome.columns:
+    if outcome.columns and outcome.rows:
         table = Table(title=redact(outcome.title, secrets) or None, title_justify="left")
         for column in outcome.columns:
             table.add_column(column, overflow="fold")

@@ -23,7 +23,7 @@ SUPERUSER = "postgres"
 SUPERUSER_SECRET = "postgres_superuser"
 #: Which sessions `kill-idle-tx --state` may end.
 STATES = {
-    "idle-in-transaction": "state LIKE 'idle in transaction%'",
+    "idle-in-transaction": "starts_with(state, 'idle in transaction')",
     "active": "state = 'active'",
     "any": "state IS NOT NULL",
 }
@@ -81,11 +81,20 @@ def activity(topology: Topology, limit: int = 20) -> Outcome:
     return outcome
 
 
-def kill_transactions(topology: Topology, older_than_s: int = 30,
+def default_age_s(topology: Topology) -> int:
+    """PgBouncer cancels any single query after query_timeout, and the app's transactions
+    are a few short statements: one open longer than that is not normal app traffic."""
+    return topology.sizing.pgbouncer.query_timeout_s or 30
+
+
+def kill_transactions(topology: Topology, older_than_s: int | None = None,
                       state: str = "idle-in-transaction", dry_run: bool = False) -> Outcome:
     """pg_terminate_backend() on client sessions of the app database whose transaction
-    is older than `older_than_s` and whose state matches. Only client backends of the
-    application database are considered: never autovacuum, replication or ourselves."""
+    is older than `older_than_s` (default: PgBouncer's query_timeout) and whose state
+    matches. Only client backends of the application database are considered: never
+    autovacuum, replication or ourselves."""
+    if older_than_s is None:
+        older_than_s = default_age_s(topology)
     if state not in STATES:
         raise OpsError(f"--state must be one of {', '.join(STATES)}, not {state!r}")
     if older_than_s < 1:

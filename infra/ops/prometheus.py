@@ -42,7 +42,7 @@ def _labels(labels: dict[str, str]) -> str:
 
 
 def alerts(topology: Topology, name: str | None = None, state: str = "firing",
-           fail_if_firing: bool = False) -> Outcome:
+           fail_if_firing: bool = False, expect_firing: bool = False) -> Outcome:
     """Alerts Prometheus has right now (firing by default; `any` adds pending)."""
     if state not in ("firing", "pending", "any"):
         raise OpsError(f"--state must be firing, pending or any, not {state!r}")
@@ -63,6 +63,8 @@ def alerts(topology: Topology, name: str | None = None, state: str = "firing",
               and r["alert"] != "Watchdog"]
     if fail_if_firing and firing:
         outcome.fail(f"still firing: {', '.join(sorted({r['alert'] for r in firing}))}")
+    elif expect_firing and not any(r["state"] == "firing" for r in outcome.records()):
+        outcome.fail(f"not firing: {name or 'any alert'}")
     elif not outcome.rows:
         outcome.note(f"no {'' if state == 'any' else state + ' '}alert"
                      f"{' named ' + name if name else ''}")
