@@ -46,15 +46,18 @@ def _status_table(report: dict) -> Table:
 
 
 @task(help={"stack": "stack name (infra/stacks/<name>.yaml) or path to a stack file",
-            "target": "local (this machine, default) or docker (Pulumi + Docker)"})
-def deploy(c: Context, stack: str = "lab", target: str = "") -> None:
+            "target": "local (this machine, default) or docker (Pulumi + Docker)",
+            "publish_monitoring": "docker target: also publish Prometheus and Grafana"})
+def deploy(c: Context, stack: str = "lab", target: str = "",
+           publish_monitoring: bool = False) -> None:
     """Stand the stack up and wait until every service is healthy."""
     topology = _topology(stack)
     target = target or topology.target
     if target == "docker":
         from infra.docker_target import deploy_docker
 
-        deploy_docker(topology, console)
+        # Its errors are invoke.Exit: missing CLI/engine → code 3, with what to install.
+        deploy_docker(topology, console, publish_monitoring=publish_monitoring)
         return
     if target != "local":
         raise Exit(f"--target must be local or docker, not {target!r}", code=2)
@@ -77,12 +80,17 @@ def deploy(c: Context, stack: str = "lab", target: str = "") -> None:
         raise Exit("deploy finished but some services are unhealthy (see the table)", code=1)
 
 
-@task(help={"stack": "stack name or path", "json": "machine-readable output on stdout"})
-def status(c: Context, stack: str = "lab", json_: bool = False) -> None:
+@task(help={"stack": "stack name or path", "json": "machine-readable output on stdout",
+            "target": "local (default) or docker"})
+def status(c: Context, stack: str = "lab", json_: bool = False, target: str = "") -> None:
     """Every service of the stack with its state and health."""
-    from infra.local_target import status as stack_status
+    topology = _topology(stack)
+    if (target or topology.target) == "docker":
+        from infra.docker_target import status_docker as stack_status
+    else:
+        from infra.local_target import status as stack_status
 
-    report = stack_status(_topology(stack))
+    report = stack_status(topology)
     if json_:
         print(json.dumps(report, indent=2))
     else:
@@ -93,8 +101,9 @@ def status(c: Context, stack: str = "lab", json_: bool = False) -> None:
         raise Exit(code=1)
 
 
-@task(help={"stack": "stack name or path", "yes": "do not ask for confirmation"})
-def destroy(c: Context, stack: str = "lab", yes: bool = False) -> None:
+@task(help={"stack": "stack name or path", "yes": "do not ask for confirmation",
+            "target": "local (default) or docker"})
+def destroy(c: Context, stack: str = "lab", yes: bool = False, target: str = "") -> None:
     """Stop every service of the stack and delete its state (data and secrets)."""
     topology = _topology(stack)
     if not yes:
@@ -104,6 +113,11 @@ def destroy(c: Context, stack: str = "lab", yes: bool = False) -> None:
                        f"{topology.state_dir}? [y/N] ")
         if answer.strip().lower() not in ("y", "yes"):
             raise Exit("aborted", code=1)
+    if (target or topology.target) == "docker":
+        from infra.docker_target import destroy_docker
+
+        destroy_docker(topology, console)
+        return
     from infra.local_target import destroy as destroy_local
 
     still = destroy_local(topology, progress=console.print)

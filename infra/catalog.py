@@ -37,7 +37,7 @@ SERVICE_KINDS: dict[str, ServiceKind] = {
         ServiceKind("postgresql", 5432, "cp-postgresql", ("postgresql-15",), metrics_path=None,
                     docker_image="postgres:15-bookworm"),
         ServiceKind("pgbouncer", 6432, "cp-pgbouncer", ("pgbouncer",), metrics_path=None,
-                    docker_image="bitnami/pgbouncer:1.18.0"),
+                    docker_image="edoburu/pgbouncer:v1.25.1-p0"),
         ServiceKind("redis", 6379, "cp-redis", ("redis-server",), metrics_path=None,
                     docker_image="redis:7.0-bookworm"),
         ServiceKind("prometheus", 9090, "cp-prometheus", ("prometheus",),
@@ -52,7 +52,7 @@ SERVICE_KINDS: dict[str, ServiceKind] = {
         ServiceKind("pgbouncer_exporter", 9127, "cp-pgbouncer-exporter", ("python3-venv",),
                     exports="pgbouncer", docker_image="civicpulse-app:local"),
         ServiceKind("redis_exporter", 9121, "cp-redis-exporter", ("prometheus-redis-exporter",),
-                    exports="redis", docker_image="oliver006/redis_exporter:v1.45.0"),
+                    exports="redis", docker_image="oliver006/redis_exporter:v1.45.0-alpine"),
         ServiceKind("nginx_exporter", 9113, "cp-nginx-exporter", ("prometheus-nginx-exporter",),
                     exports="nginx", docker_image="nginx/nginx-prometheus-exporter:0.10.0"),
     )

@@ -627,7 +627,10 @@ class _Planner:
                  "GF_USERS_ALLOW_SIGN_UP": "false",
                  "GF_ANALYTICS_REPORTING_ENABLED": "false",
                  "GF_ANALYTICS_CHECK_FOR_UPDATES": "false",
-                 "GF_PATHS_PROVISIONING": "/etc/grafana/provisioning"},
+                 "GF_PATHS_PROVISIONING": "/etc/grafana/provisioning",
+                 # Expanded by Grafana in monitoring/grafana/provisioning/datasources.
+                 "CP_PROMETHEUS_URL": f"http://{prometheus.host}:{prometheus.port}",
+                 "CP_SCRAPE_INTERVAL": f"{self.topology.monitoring.scrape_interval_s}s"},
             healthcheck=_wget(GRAFANA_PORT, "/api/health"),
             volumes=((self.layout.volume(host, "grafana"), "/var/lib/grafana"),),
             files=tuple(files), memory_mb=256, cpus=0.5, after=(prometheus.name,))

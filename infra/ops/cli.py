@@ -21,7 +21,8 @@ from dataclasses import dataclass
 
 from infra.ops import cache, disk, drain, pgbouncer, postgresql, prometheus, services
 from infra.ops.outcome import OpsError, Outcome, redact, render, stack_secret_values
-from infra.topology import Topology, load_stack
+from infra.ops.stacks import resolve_stack
+from infra.topology import Topology
 from infra.yaml_source import ConfigError
 
 PROG = "python -m infra.ops"
@@ -207,9 +208,10 @@ def main(argv: Sequence[str] | None = None) -> int:
               file=sys.stderr)
         return 2
     try:
-        topology = load_stack(args.stack)
+        topology = resolve_stack(args.stack)
     except ConfigError as exc:
-        print("stack config is invalid:\n  " + "\n  ".join(exc.problems), file=sys.stderr)
+        print(f"{PROG} {args.command}: cannot load stack {args.stack!r}:\n  "
+              + "\n  ".join(exc.problems), file=sys.stderr)
         return 2
     secrets = stack_secret_values(topology)
     try:
