@@ -3,7 +3,7 @@
 The drained set lives in `<state_dir>/ops/drained.json` (see `infra.ops.drained`)
 and reaches nginx through the nginx role's `nginx_drained_hosts`, which marks those
 upstream servers `down`. We apply it by re-running the real playbook for the edge
-host only (`--limit <edge> --tags configure`, the set passed as an extra variable):
+host only (`--limit <edge> --skip-tags install,run`, the drained set as an extra variable):
 the role renders nginx.conf, validates it with `nginx -t` and reloads nginx with
 SIGHUP, which drains gracefully (in-flight requests finish on the old workers).
 That takes seconds longer than editing nginx.conf by hand, but it never leaves a
@@ -59,7 +59,9 @@ def apply(topology: Topology, drained: list[str],
     inventory = write_inventory(topology, ops_dir / "inventory.yml")
     edges = ",".join(s.host for s in topology.instances("nginx"))
     return runner(inventory, ops_dir / "ansible", extra_args=[
-        "--limit", edges, "--tags", "configure",
+        # --skip-tags, not --tags configure: site.yml includes the service roles with
+        # untagged include_role tasks, which --tags would skip along with the role.
+        "--limit", edges, "--skip-tags", "install,run",
         "--extra-vars", json.dumps({"nginx_drained_hosts": drained})])
 
 

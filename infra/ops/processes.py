@@ -45,7 +45,7 @@ def read_process(pid: int, proc: Path = PROC) -> ProcessInfo | None:
 
 
 def tree(root: int, proc: Path = PROC) -> list[ProcessInfo]:
-    """`root` and all its descendants (root first)."""
+    """`root` and all its descendants (root first, then by pid)."""
     table = {}
     for entry in proc.iterdir():
         if entry.name.isdigit():
@@ -54,14 +54,14 @@ def tree(root: int, proc: Path = PROC) -> list[ProcessInfo]:
                 table[info.pid] = info
     if root not in table:
         return []
-    found, frontier = [table[root]], [root]
+    found, frontier = [], [root]
     while frontier:
         parent = frontier.pop()
         for info in table.values():
             if info.ppid == parent:
                 found.append(info)
                 frontier.append(info.pid)
-    return found
+    return [table[root], *sorted(found, key=lambda p: p.pid)]
 
 
 def resume(processes: list[ProcessInfo]) -> list[int]:
