@@ -1,0 +1,7 @@
+"""`python -m monitoring …`: see monitoring.cli."""
+
+import sys
+
+from monitoring.cli import main
+
+sys.exit(main())

@@ -1,0 +1,1 @@
+"""Exporters we ship ourselves (deployed by playbooks/roles/exporters)."""
