@@ -175,11 +175,27 @@ def verify(c: Context, stack: str = "lab", junit: str = "") -> None:
         raise Exit(f"verify failed (pytest exit {result.returncode})", code=1)
 
 
+@task(help={"json": "machine-readable report on stdout"})
+def runbooks(c: Context, json_: bool = False) -> None:
+    """Check runbooks/ against alerts, scenarios and ops commands; coverage matrix."""
+    from gameday.runbook_check import check_runbooks, print_report
+
+    report = check_runbooks(REPO)
+    if json_:
+        print(json.dumps(report.to_dict(), indent=2, default=str))
+    else:
+        print_report(report, console)
+    if not report.ok:
+        raise Exit(f"{len(report.problems)} runbook problem(s)", code=1)
+
+
 @task
 def lint(c: Context) -> None:
-    """ruff on the Python code, yamllint on the YAML."""
+    """ruff on the Python code, yamllint on the YAML, the runbook checker."""
     c.run(f"{BIN}/ruff check .", pty=False)
-    c.run(f"{BIN}/yamllint -s -c {REPO}/.yamllint playbooks infra/stacks", pty=False)
+    c.run(f"{BIN}/yamllint -s -c {REPO}/.yamllint playbooks infra/stacks monitoring "
+          "gameday/scenarios", pty=False)
+    runbooks(c)
 
 
 #: The stages of `invoke test`, in order: (name, pytest selection or None for a task).

@@ -15,6 +15,7 @@ from typing import Any
 import yaml
 
 from infra.catalog import debian_packages
+from infra.ops.drained import drained_hosts
 from infra.topology import REPO_ROOT, Host, Topology
 from infra.workload import requirements
 
@@ -94,6 +95,10 @@ def host_vars(topology: Topology, host: Host) -> dict[str, Any]:
                   ansible_port=host.ssh_port, ansible_user=host.ssh_user)
         if host.ssh_private_key:
             hv["ansible_ssh_private_key_file"] = host.ssh_private_key
+    if host.runs("nginx"):
+        # App hosts an operator drained (`python -m infra.ops drain`) stay drained
+        # across re-deploys.
+        hv["nginx_drained_hosts"] = drained_hosts(topology)
     sizing = topology.sizing.model_dump()
     for svc in host.services:
         hv[f"{svc.name}_address"] = svc.address

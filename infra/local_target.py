@@ -7,6 +7,7 @@ tasks.py can show it with rich and tests can run them silently.
 
 from __future__ import annotations
 
+import ipaddress
 import shutil
 import socket
 import time
@@ -20,7 +21,7 @@ from infra.inventory import secrets_dir, work_dir, workload_archive_path, write_
 from infra.preflight import preflight
 from infra.secrets import ensure_secrets
 from infra.supervision import program_states, shutdown_host
-from infra.topology import Topology
+from infra.topology import LOOPBACK, Host, Topology
 from infra.workload import build_archive
 
 Progress = Callable[[str], None]
@@ -108,11 +109,20 @@ def listening(topology: Topology) -> list[str]:
     return alive
 
 
+def runs_on_this_machine(host: Host) -> bool:
+    """Local hosts, and SSH hosts whose sshd is on this machine's loopback."""
+    if host.connection == "local":
+        return True
+    return bool(host.ssh_host) and ipaddress.ip_address(host.ssh_host) in LOOPBACK
+
+
 def destroy(topology: Topology, progress: Progress | None = None) -> list[str]:
     """Stop every host, remove the stack's state; returns endpoints still listening."""
     say = progress or (lambda _msg: None)
     for host in topology.hosts:
-        if host.connection != "local":
+        if not runs_on_this_machine(host):
+            say(f"skipping host {host.name}: reached over SSH at {host.ssh_host}; stop it "
+                "there (its supervisord: supervisorctl ... shutdown)")
             continue
         say(f"stopping host {host.name} ({host.address})")
         shutdown_host(topology, host.name)

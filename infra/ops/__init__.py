@@ -7,8 +7,8 @@ tests and other tools can call it without the CLI. Commands never print a secret
 output passes through `infra.ops.outcome.redact`, which masks the stack's secret values.
 `python -m infra.ops --help` lists the commands; `runbooks/README.md` explains how the
 runbooks use them.
+
+Nothing is imported here on purpose: `infra.inventory` imports `infra.ops.drained`
+(to keep drained hosts drained across deploys), and `infra.ops.outcome` imports
+`infra.inventory`; an eager import here would make that a cycle.
 """
-
-from infra.ops.outcome import OpsError, Outcome
-
-__all__ = ["OpsError", "Outcome"]

@@ -1,0 +1,120 @@
+"""Service status, restart selection, logs and the /proc reader, without a stack."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+
+from infra.health import Health
+from infra.ops import processes, services
+from infra.topology import load_stack
+
+
+@pytest.fixture
+def topology(tmp_path):
+    return dataclasses.replace(load_stack("lab"), state_dir=tmp_path / "state")
+
+
+@pytest.fixture
+def fake_stack(monkeypatch):
+    """Health per (host, service), mutable by the test; every action is recorded."""
+    health = {}
+    actions = []
+
+    def probe(_t, svc):
+        return Health(health.get((svc.host, svc.name), True), "probe")
+
+    def bring_back(_t, svc):
+        actions.append(f"{svc.name}@{svc.host}")
+        health[(svc.host, svc.name)] = True
+        return "restarted"
+
+    monkeypatch.setattr(services, "probe", probe)
+    monkeypatch.setattr(services, "bring_back", bring_back)
+    monkeypatch.setattr(services, "program_state", lambda _t, _s: "RUNNING")
+    return health, actions
+
+
+def test_restart_unhealthy_touches_only_failing_instances(topology, fake_stack):
+    health, actions = fake_stack
+    health[("app2", "app")] = False
+    outcome = services.restart(topology, "app", unhealthy_only=True, wait_s=0)
+    assert outcome.ok and actions == ["app@app2"]
+    assert [r["action"] for r in outcome.records()] == ["healthy: left alone", "restarted"]
+
+
+def test_restart_of_one_host_and_a_failure_that_persists(topology, fake_stack, monkeypatch):
+    health, actions = fake_stack
+    outcome = services.restart(topology, "app", host="app1", wait_s=0)
+    assert outcome.ok and actions == ["app@app1"]
+    monkeypatch.setattr(services, "bring_back", lambda _t, _s: "restarted")
+    health[("db", "postgresql")] = False
+    outcome = services.restart(topology, "postgresql", wait_s=0)
+    assert not outcome.ok
+    assert "postgresql@db is still unhealthy 0s after the restart" in outcome.notes[0]
+    assert "logs --stack lab --service postgresql --host db" in outcome.notes[0]
+
+
+def test_status_waits_for_health_and_fails_with_names(topology, fake_stack):
+    health, _ = fake_stack
+    health[("cache", "redis")] = False
+    outcome = services.status(topology, service="redis", wait_s=0)
+    assert not outcome.ok and outcome.notes == ["unhealthy: redis@cache"]
+    health[("cache", "redis")] = True
+    outcome = services.status(topology, host="cache")
+    assert outcome.ok and [r["service"] for r in outcome.records()] == ["redis",
+                                                                         "redis_exporter"]
+
+
+def test_tail_lines_reads_the_end_of_big_files(tmp_path):
+    log = tmp_path / "big.log"
+    log.write_text("".join(f"line {i}\n" for i in range(100000)))
+    assert services.tail_lines(log, 3) == ["line 99997", "line 99998", "line 99999"]
+    assert services.tail_lines(log, 0) == []
+    short = tmp_path / "short.log"
+    short.write_text("a\nb")
+    assert services.tail_lines(short, 10) == ["a", "b"]
+
+
+def test_logs_filter_and_label_each_host(topology):
+    for host in ("app1", "app2"):
+        path = services.log_path(topology, topology.host(host).services[0])
+        path.parent.mkdir(parents=True)
+        path.write_text("".join(f'{{"status": {500 if i % 10 == 0 else 200}, "i": {i}}}\n'
+                                for i in range(50)))
+    outcome = services.logs(topology, "app", lines=2, grep='"status": 5..')
+    assert outcome.ok
+    assert outcome.notes[0].startswith("== app@app1:") and "last 2 matching lines" in \
+        outcome.notes[0]
+    assert outcome.notes[1:3] == ['{"status": 500, "i": 30}', '{"status": 500, "i": 40}']
+    assert outcome.notes[3].startswith("== app@app2:")
+
+
+def write_proc(root, pid, ppid, state, cmd):
+    d = root / str(pid)
+    d.mkdir(parents=True)
+    (d / "stat").write_text(f"{pid} ({cmd.split()[0][-15:]}) {state} {ppid} 1 1 0 -1\n")
+    (d / "cmdline").write_bytes(cmd.replace(" ", "\0").encode() + b"\0")
+
+
+def test_process_tree_from_proc(tmp_path):
+    write_proc(tmp_path, 100, 1, "S", "/usr/lib/postgresql/15/bin/postgres -D /data")
+    write_proc(tmp_path, 101, 100, "T", "postgres: checkpointer")
+    write_proc(tmp_path, 102, 100, "T", "postgres: walwriter")
+    write_proc(tmp_path, 103, 101, "R", "postgres: child of child")
+    write_proc(tmp_path, 200, 1, "S", "unrelated")
+    (tmp_path / "self").mkdir()
+    tree = processes.tree(100, tmp_path)
+    assert [p.pid for p in tree] == [100, 101, 102, 103]
+    assert tree[0].command == "/usr/lib/postgresql/15/bin/postgres -D /data"
+    assert [p.pid for p in tree if p.stopped] == [101, 102]
+    assert processes.tree(999, tmp_path) == []
+
+
+def test_resume_continues_only_stopped_processes(monkeypatch):
+    sent = []
+    monkeypatch.setattr(processes.os, "kill", lambda pid, sig: sent.append((pid, sig)))
+    infos = [processes.ProcessInfo(1, 0, "S", "a"), processes.ProcessInfo(2, 1, "T", "b")]
+    assert processes.resume(infos) == [2]
+    assert sent == [(2, processes.signal.SIGCONT)]
