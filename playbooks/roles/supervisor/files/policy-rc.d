@@ -2,8 +2,9 @@
 # Installed by CivicPulse Ops. The stack's services run under its own per-host
 # supervisors, bound to the stack's addresses; Debian's packaged units for the same
 # daemons must not start on install (they would listen on the default addresses,
-# some on 0.0.0.0). Anything else keeps Debian's default behaviour.
+# some on 0.0.0.0). Nor may sshd, installed for the SSH tests: they start their own
+# on a loopback address. Anything else keeps Debian's default behaviour.
 case "$1" in
-  nginx|redis-server|postgresql|pgbouncer|prometheus|prometheus-*|supervisor) exit 101 ;;
+  nginx|redis-server|postgresql|pgbouncer|prometheus|prometheus-*|supervisor|ssh) exit 101 ;;
 esac
 exit 0
