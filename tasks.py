@@ -135,6 +135,7 @@ def gameday(c: Context, stack: str = "lab", scenario: list[str] | None = None,
             list_: bool = False, dry_run: bool = False, cleanup: bool = False) -> None:
     """Run GameDays: fault under load, time-to-detect, runbook, time-to-recover, lost writes."""
     import gameday as gd
+    from gameday.journal import JournalBusy
 
     topology = _topology(stack)
     try:
@@ -156,6 +157,11 @@ def gameday(c: Context, stack: str = "lab", scenario: list[str] | None = None,
     except ConfigError as exc:
         raise Exit("scenario files are invalid, nothing ran:\n  " +
                    "\n  ".join(exc.problems), code=2) from None
+    except JournalBusy as exc:
+        raise Exit(f"another GameDay or cleanup holds stack {topology.stack}: {exc}",
+                   code=2) from None
+    except RuntimeError as exc:
+        raise Exit(f"GameDay stopped: {exc}; run `invoke gameday --cleanup`", code=1) from None
     if run.report_dir:
         console.print(f"report: {run.report_dir}")
     if run.exit_code:

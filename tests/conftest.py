@@ -92,7 +92,19 @@ def itest_stack_file(tmp_path_factory: pytest.TempPathFactory, sshd: dict) -> Pa
 
 
 @pytest.fixture(scope="session")
-def deployed_stack(itest_stack_file: Path) -> Iterator[Topology]:
+def deploy_record() -> dict:
+    """Numbers the deploy fixture measured (cold deploy time, changes), for tests to report."""
+    return {}
+
+
+@pytest.fixture(scope="session")
+def ssh_host_name() -> str:
+    """The host of the throwaway stack that Ansible reaches over SSH."""
+    return SSH_HOST
+
+
+@pytest.fixture(scope="session")
+def deployed_stack(itest_stack_file: Path, deploy_record: dict) -> Iterator[Topology]:
     """Deploy the throwaway stack once per session; destroy it at the end."""
     from infra.local_target import deploy, destroy
 
@@ -100,15 +112,10 @@ def deployed_stack(itest_stack_file: Path) -> Iterator[Topology]:
     destroy(topology)  # whatever an earlier, killed run left behind
     started = time.monotonic()
     result = deploy(topology, progress=lambda m: None)
-    topology_deploy_info[topology.stack] = {
-        "cold_s": time.monotonic() - started, "changed": result.playbook.changed,
-        "healthy": result.healthy,
-    }
+    deploy_record.update(cold_s=time.monotonic() - started, changed=result.playbook.changed,
+                         healthy=result.healthy)
     assert result.healthy, {k: v for k, v in result.health.items() if not v.ok}
     yield topology
     still = destroy(topology)
     assert not still, f"still listening after destroy: {still}"
 
-
-#: Numbers measured by the deploy fixture, for tests and the closing note.
-topology_deploy_info: dict[str, dict] = {}

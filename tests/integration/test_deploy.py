@@ -9,17 +9,16 @@ import httpx
 import pytest
 
 from infra.local_target import deploy, status
-from tests.conftest import SSH_HOST, topology_deploy_info
 
 pytestmark = [pytest.mark.slow, pytest.mark.deploy]
 
 
-def test_every_service_is_healthy(deployed_stack):
+def test_every_service_is_healthy(deployed_stack, deploy_record):
     report = status(deployed_stack)
     bad = [r for r in report["services"] if not (r["healthy"] and r["state"] == "RUNNING")]
     assert not bad
     assert report["endpoints"]["app"] == deployed_stack.app_url
-    print("cold deploy:", topology_deploy_info[deployed_stack.stack])
+    print("cold deploy:", deploy_record)
 
 
 def test_health_through_nginx_and_each_app_host(deployed_stack):
@@ -64,11 +63,11 @@ def test_every_listener_is_bound_to_its_host_address(deployed_stack):
             pytest.fail(f"wildcard listener on port {port}: {line}")
 
 
-def test_the_ssh_host_was_configured_over_ssh(deployed_stack):
-    assert deployed_stack.host(SSH_HOST).connection == "ssh"
+def test_the_ssh_host_was_configured_over_ssh(deployed_stack, ssh_host_name):
+    assert deployed_stack.host(ssh_host_name).connection == "ssh"
     from infra.inventory import work_dir
     log = (work_dir(deployed_stack) / "ansible.log").read_text()
-    assert f"ok: [{SSH_HOST}]" in log or f"changed: [{SSH_HOST}]" in log
+    assert f"ok: [{ssh_host_name}]" in log or f"changed: [{ssh_host_name}]" in log
 
 
 def test_redeploy_changes_nothing_within_30s(deployed_stack):

@@ -1,0 +1,159 @@
+"""Undo whatever a GameDay left behind, then check the stack's health.
+
+For a run that was SIGKILLed, lost its machine, or whose rollback failed. Two passes:
+
+1. the journal: every entry not marked undone, newest first, through the same undo
+   handlers the engine uses (`gameday.faults.base.UNDO_HANDLERS`);
+2. sweeps that need no journal (it may be missing or torn): delete the nft table
+   `inet civicpulse_gameday` whole, kill our helper processes (fault proxies, CPU busy
+   loops: found by the marker in their argv), SIGCONT every stopped process of the
+   stack's services, delete balloon files in the hosts' directories.
+
+Then health: every service RUNNING under its supervisor and the app's health endpoint
+answering, waited for up to `health_timeout_s`.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import httpx
+
+from gameday import procfs
+from gameday.faults import load_all
+from gameday.faults.base import UNDO_HANDLERS, UndoContext, run_undo
+from gameday.faults.disk import BALLOON
+from gameday.journal import FAILED_UNDO, UNDONE, StackLock, read_journal
+from gameday.targets import target_for
+from gameday.targets.base import Target
+from infra.inventory import host_dir
+from infra.topology import Topology
+
+
+@dataclass
+class CleanupReport:
+    journal_found: bool = False
+    actions: list[str] = field(default_factory=list)
+    problems: list[str] = field(default_factory=list)
+    health: list[dict[str, Any]] = field(default_factory=list)
+    healthy: bool = False
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems and self.healthy
+
+    def summary(self) -> str:
+        state = "healthy" if self.healthy else "NOT healthy"
+        return (f"{len(self.actions)} action(s), {len(self.problems)} problem(s), "
+                f"stack {state}")
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**asdict(self), "ok": self.ok}
+
+
+def cleanup(topology: Topology, target: Target | None = None, lock_held: bool = False,
+            check_health: bool = True, health_timeout_s: float = 60) -> CleanupReport:
+    load_all()
+    target = target or target_for(topology)
+    report = CleanupReport()
+    lock = None if lock_held else StackLock(topology.state_dir).acquire()
+    try:
+        _undo_journal(topology, target, report)
+        _sweep(topology, target, report)
+        if check_health:
+            _check_health(topology, target, report, health_timeout_s)
+        else:
+            report.healthy = True
+    finally:
+        if lock is not None:
+            lock.release()
+    return report
+
+
+def _undo_journal(topology: Topology, target: Target, report: CleanupReport) -> None:
+    journal = read_journal(topology.state_dir)
+    if journal is None:
+        return
+    report.journal_found = True
+    ctx = UndoContext(topology, target)
+    for entry in journal.pending():
+        if entry.undo.get("handler") not in UNDO_HANDLERS:
+            report.problems.append(f"journal entry {entry.id}: unknown undo handler "
+                                   f"{entry.undo.get('handler')!r}")
+            continue
+        try:
+            message = run_undo(ctx, entry.undo)
+        except Exception as exc:  # noqa: BLE001 - keep going; report every failure
+            journal.mark(entry, FAILED_UNDO, f"{type(exc).__name__}: {exc}")
+            report.problems.append(f"could not undo {entry.description}: {exc}")
+            continue
+        journal.mark(entry, UNDONE)
+        report.actions.append(f"journal: {entry.description} → {message}")
+    if journal.finish():
+        report.actions.append("journal: everything undone; journal removed")
+
+
+def _sweep(topology: Topology, target: Target, report: CleanupReport) -> None:
+    try:
+        if target.network_faults_active():
+            target.remove_network_faults()
+            report.actions.append("sweep: deleted nft table inet civicpulse_gameday")
+    except Exception as exc:  # noqa: BLE001
+        report.problems.append(f"sweep: could not delete the nft table: {exc}")
+
+    marker = f"civicpulse-gameday-{topology.stack}-"
+    helpers = procfs.pids_with_marker(marker)
+    if helpers:
+        ctx = UndoContext(topology, target)
+        message = UNDO_HANDLERS["kill_marked_processes"](
+            ctx, {"marker": marker, "pids": helpers, "grace_s": 5})
+        report.actions.append(f"sweep: {message}")
+
+    for svc in topology.services:
+        try:
+            state = target.state(svc)
+        except Exception as exc:  # noqa: BLE001
+            report.problems.append(f"sweep: cannot query {svc.name}@{svc.host}: {exc}")
+            continue
+        if state.paused_pids:
+            target.resume(svc, state.paused_pids)
+            report.actions.append(f"sweep: SIGCONT {len(state.paused_pids)} stopped "
+                                  f"process(es) of {svc.name}@{svc.host}")
+
+    for host in topology.hosts:
+        base = host_dir(topology, host.name)
+        for balloon in [base / BALLOON, *base.glob(f"*/{BALLOON}"),
+                        *base.glob(f"*/*/{BALLOON}")]:
+            if balloon.is_file():
+                balloon.unlink()
+                report.actions.append(f"sweep: removed {balloon}")
+
+
+def _check_health(topology: Topology, target: Target, report: CleanupReport,
+                  timeout_s: float) -> None:
+    deadline = time.monotonic() + timeout_s
+    for _ in range(1000):
+        rows = []
+        for svc in topology.services:
+            try:
+                state = target.state(svc)
+                rows.append({"host": svc.host, "service": svc.name, "state": state.state,
+                             "ok": state.running and not state.paused_pids})
+            except Exception as exc:  # noqa: BLE001
+                rows.append({"host": svc.host, "service": svc.name, "state": str(exc),
+                             "ok": False})
+        try:
+            response = httpx.get(topology.app_url.rstrip("/") + topology.workload.health_path,
+                                 timeout=3)
+            app_ok = response.status_code == 200
+            app_state = f"HTTP {response.status_code}"
+        except httpx.HTTPError as exc:
+            app_ok, app_state = False, type(exc).__name__
+        rows.append({"host": "-", "service": "app health", "state": app_state, "ok": app_ok})
+        report.health = rows
+        report.healthy = all(r["ok"] for r in rows)
+        if report.healthy or time.monotonic() >= deadline:
+            return
+        time.sleep(2)

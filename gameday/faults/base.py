@@ -1,0 +1,184 @@
+"""What every fault shares: target resolution, journal-first changes, rollback.
+
+The contract that makes rollback guaranteed:
+1. Before changing anything a fault calls `self.journal(description, undo)`, which
+   writes the undo instruction to `<state_dir>/gameday/journal.json` and fsyncs it.
+2. An undo instruction is plain data naming a handler registered here with
+   `@undo_handler`; handlers are synchronous functions of (UndoContext, data), so the
+   engine's rollback and a later `cleanup()` in another process run the same code.
+3. `rollback()` is idempotent and undoes this fault's entries newest first.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from abc import ABC, abstractmethod
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+from gameday.journal import APPLIED, FAILED_UNDO, UNDONE, JournalEntry, RollbackJournal
+from gameday.scenario import FaultSpec
+from gameday.targets.base import Target
+from infra.topology import Service, Topology
+
+
+@dataclass
+class UndoContext:
+    topology: Topology
+    target: Target
+
+
+UndoHandler = Callable[[UndoContext, dict[str, Any]], str]
+UNDO_HANDLERS: dict[str, UndoHandler] = {}
+
+
+def undo_handler(name: str) -> Callable[[UndoHandler], UndoHandler]:
+    def register(func: UndoHandler) -> UndoHandler:
+        UNDO_HANDLERS[name] = func
+        return func
+    return register
+
+
+def run_undo(ctx: UndoContext, undo: dict[str, Any]) -> str:
+    handler = UNDO_HANDLERS.get(undo.get("handler", ""))
+    if handler is None:
+        raise KeyError(f"no undo handler {undo.get('handler')!r} (known: "
+                       f"{', '.join(sorted(UNDO_HANDLERS))})")
+    return handler(ctx, undo)
+
+
+def service_of(topology: Topology, host: str, name: str) -> Service:
+    for svc in topology.host(host).services:
+        if svc.name == name:
+            return svc
+    raise KeyError(f"host {host!r} of stack {topology.stack!r} runs no {name}")
+
+
+@undo_handler("none")
+def _undo_nothing(ctx: UndoContext, undo: dict[str, Any]) -> str:
+    return "nothing to undo on the stack"
+
+
+@dataclass
+class FaultContext:
+    topology: Topology
+    target: Target
+    journal: RollbackJournal
+    scenario_id: str
+    log: Callable[[str], None] = lambda message: None
+    #: The running load generator (for load_surge); None outside a run.
+    load: Any = None
+    run_id: str = "run"
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+class Fault(ABC):
+    kind: ClassVar[str]
+    #: One action (a signal) rather than a condition held for duration_s.
+    instantaneous: ClassVar[bool] = False
+
+    def __init__(self, spec: FaultSpec, ctx: FaultContext) -> None:
+        self.spec = spec
+        self.ctx = ctx
+        self.params: Any = spec.params
+        self._entries: list[JournalEntry] = []
+
+    # --- what it acts on --------------------------------------------------------
+    @property
+    def services(self) -> list[Service]:
+        """The targeted instances of the service."""
+        t = self.spec.target
+        found = list(self.ctx.topology.instances(t.service))
+        if t.host:
+            found = [s for s in found if s.host == t.host]
+        elif not t.all_instances:
+            found = found[:1]
+        return found
+
+    @property
+    def service(self) -> Service:
+        return self.services[0]
+
+    def describe(self) -> str:
+        names = ", ".join(f"{s.name}@{s.host}" for s in self.services)
+        return f"{self.kind} on {names}"
+
+    def plan(self) -> list[str]:
+        """What inject would do, for --dry-run."""
+        return [self.describe()]
+
+    def preflight(self) -> list[str]:
+        """Reasons the fault cannot run on this stack (empty: it can)."""
+        return []
+
+    # --- journal-first changes --------------------------------------------------
+    def journal(self, description: str, undo: dict[str, Any]) -> JournalEntry:
+        entry = self.ctx.journal.record(self.ctx.scenario_id, self.kind, description, undo)
+        self._entries.append(entry)
+        return entry
+
+    def applied(self, entry: JournalEntry) -> None:
+        self.ctx.journal.mark(entry, APPLIED)
+
+    @abstractmethod
+    async def inject(self) -> None:
+        """Make the change (journal first)."""
+
+    async def rollback(self) -> list[str]:
+        """Undo this fault's journal entries, newest first; safe to call twice."""
+        done = []
+        undo_ctx = UndoContext(self.ctx.topology, self.ctx.target)
+        for entry in reversed(self._entries):
+            if entry.state == UNDONE:
+                continue
+            try:
+                message = await asyncio.to_thread(run_undo, undo_ctx, entry.undo)
+            except Exception as exc:  # noqa: BLE001 - keep undoing the others
+                self.ctx.journal.mark(entry, FAILED_UNDO, f"{type(exc).__name__}: {exc}")
+                done.append(f"FAILED to undo {entry.description}: {exc}")
+                continue
+            self.ctx.journal.mark(entry, UNDONE)
+            done.append(f"undone: {entry.description} ({message})")
+        return done
+
+    @property
+    def fully_rolled_back(self) -> bool:
+        return all(e.state == UNDONE for e in self._entries)
+
+
+@undo_handler("kill_marked_processes")
+def _kill_marked(ctx: UndoContext, undo: dict[str, Any]) -> str:
+    """SIGTERM (then SIGKILL) our helper processes: the recorded pids and anything
+    else carrying the marker, never a pid whose command line lacks it."""
+    import os
+    import signal
+    import time
+
+    from gameday import procfs
+
+    marker = undo["marker"]
+    pids = {p for p in undo.get("pids", []) if marker in procfs.cmdline(p)}
+    pids |= set(procfs.pids_with_marker(marker))
+    for pid in pids:
+        try:
+            os.kill(pid, signal.SIGTERM)
+        except ProcessLookupError:
+            pass
+    deadline = time.monotonic() + float(undo.get("grace_s", 8))
+    alive = set(pids)
+    while alive and time.monotonic() < deadline:
+        alive = {p for p in alive if marker in procfs.cmdline(p)
+                 and (procfs.read_proc(p) or procfs.ProcInfo(p, 0, "Z", "")).state != "Z"}
+        time.sleep(0.1)
+    for pid in alive:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    return f"stopped {len(pids)} helper process(es) marked {marker}"
+
+
+def marker_for(ctx: FaultContext, what: str) -> str:
+    """A tag our helper processes carry in argv, unique to the stack and the run."""
+    return f"civicpulse-gameday-{ctx.topology.stack}-{what}-{ctx.run_id}"

@@ -1,0 +1,112 @@
+"""Parameters of each fault kind: the part of a scenario's `fault:` that varies by kind.
+
+Kept apart from the fault implementations so that validating a scenario file never
+needs a stack, a database driver or root.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class Params(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ProcessCrashParams(Params):
+    #: Signal sent to the service's main process (supervisord restarts it).
+    signal: Literal["KILL", "SEGV", "ABRT", "TERM", "QUIT"] = "KILL"
+    #: Rollback starts the program itself only if supervisord has not brought it
+    #: back within this time; otherwise the engine would mask the self-healing it tests.
+    restart_grace_s: float = Field(60, gt=0, le=600)
+
+
+class ProcessHangParams(Params):
+    #: SIGSTOP the whole process tree. The main process alone is not a hang for
+    #: PostgreSQL: its backends are separate processes that keep serving (DESIGN §2).
+    whole_tree: bool = True
+
+
+class ServiceStopParams(Params):
+    #: TERM: supervisorctl stop (graceful). KILL: SIGKILL the process tree first (a host
+    #: crash: no graceful shutdown), then keep it down with supervisorctl stop.
+    signal: Literal["TERM", "KILL"] = "TERM"
+
+
+class NetworkPartitionParams(Params):
+    #: Clients cut off from the target, by service (their system user): on loopback
+    #: every client connects from 127.0.0.1, so only the uid tells them apart.
+    from_services: list[str] = Field(default_factory=lambda: ["app"], min_length=1)
+    #: Drop every port of the target's address, not only the service port.
+    all_ports: bool = False
+
+
+class PacketLossParams(Params):
+    percent: int = Field(ge=1, le=100)
+    from_services: list[str] = Field(default_factory=lambda: ["pgbouncer"], min_length=1)
+    all_ports: bool = True
+
+
+class LatencyParams(Params):
+    latency_ms: int = Field(ge=1, le=30000)
+    jitter_ms: int = Field(0, ge=0, le=30000)
+    #: Which way the delay applies. downstream (server → client, Toxiproxy's default)
+    #: adds `latency_ms` to every request/response round trip.
+    direction: Literal["downstream", "upstream", "both"] = "downstream"
+    from_services: list[str] = Field(default_factory=lambda: ["app"], min_length=1)
+
+
+class PoolExhaustionParams(Params):
+    #: Server connections to hold with long transactions. None: default_pool_size +
+    #: reserve_pool_size from the stack config, i.e. every connection the app could get.
+    connections: int | None = Field(None, ge=1, le=1000)
+
+
+class DiskFullParams(Params):
+    #: Directory on the volume to fill: relative to the target host's directory
+    #: (`<state_dir>/hosts/<host>/`) or absolute.
+    path: str = "postgresql/data"
+    #: Free space to leave, in MiB (0: fill completely).
+    leave_mb: int = Field(0, ge=0, le=1_000_000)
+    #: Refuse to fill a volume larger than this: the fault is meant for a dedicated,
+    #: size-limited data volume, never the machine's root filesystem.
+    max_volume_gb: float = Field(16, gt=0, le=1024)
+
+
+class CpuSaturationParams(Params):
+    #: Busy-loop processes. None: one per CPU of the machine.
+    workers: int | None = Field(None, ge=1, le=256)
+    nice: int = Field(0, ge=0, le=19)
+    #: Run the busy loops as the target service's user, as a runaway process of that
+    #: service would.
+    as_service_user: bool = True
+
+
+class LoadSurgeParams(Params):
+    users: int = Field(ge=1, le=2000)
+    #: Spread the new users' start over this many seconds (0: all at once).
+    ramp_s: float = Field(0, ge=0, le=600)
+
+
+PARAMETERS: dict[str, type[Params]] = {
+    "process_crash": ProcessCrashParams,
+    "process_hang": ProcessHangParams,
+    "service_stop": ServiceStopParams,
+    "network_partition": NetworkPartitionParams,
+    "packet_loss": PacketLossParams,
+    "latency": LatencyParams,
+    "pool_exhaustion": PoolExhaustionParams,
+    "disk_full": DiskFullParams,
+    "cpu_saturation": CpuSaturationParams,
+    "load_surge": LoadSurgeParams,
+}
+
+#: Faults that are one action (a signal), not a condition held for `duration_s`.
+INSTANTANEOUS = frozenset({"process_crash"})
+
+FaultKindName = Literal[
+    "process_crash", "process_hang", "service_stop", "network_partition", "packet_loss",
+    "latency", "pool_exhaustion", "disk_full", "cpu_saturation", "load_surge",
+]

@@ -1,0 +1,187 @@
+"""The rollback journal: what every fault changed, on disk before it changes it.
+
+`<state_dir>/gameday/journal.json` is the write-ahead log of a GameDay's changes to
+the stack. A fault calls `record()` (which fsyncs) *before* it touches anything, so a
+run that is SIGKILLed, loses power or crashes leaves a file that says exactly what to
+undo; `gameday.cleanup.cleanup()` reads it. Entries carry plain data (`undo`: a
+handler name and its arguments), never pickled objects, so that a later process
+(`invoke gameday --cleanup`) can undo them.
+
+A lock file next to it (flock) keeps two engines (or an engine and a cleanup) from
+working on one stack at the same time.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+JOURNAL_NAME = "journal.json"
+LOCK_NAME = "lock"
+VERSION = 1
+
+# Entry states: intent (recorded, change maybe made), applied (change made),
+# undone (rolled back), failed_undo (rollback raised; cleanup must retry).
+INTENT, APPLIED, UNDONE, FAILED_UNDO = "intent", "applied", "undone", "failed_undo"
+
+
+def gameday_dir(state_dir: Path) -> Path:
+    return state_dir / "gameday"
+
+
+def journal_path(state_dir: Path) -> Path:
+    return gameday_dir(state_dir) / JOURNAL_NAME
+
+
+class JournalBusy(Exception):
+    """Another GameDay engine or cleanup holds the stack's lock."""
+
+
+class StackLock:
+    """Exclusive, non-blocking flock on `<state_dir>/gameday/lock`."""
+
+    def __init__(self, state_dir: Path) -> None:
+        self.path = gameday_dir(state_dir) / LOCK_NAME
+        self._fd: int | None = None
+
+    def acquire(self) -> StackLock:
+        self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.read(fd, 64).decode(errors="replace").strip() or "unknown"
+            os.close(fd)
+            raise JournalBusy(f"{self.path}: another GameDay or cleanup runs on this stack "
+                              f"(pid {holder}); wait for it or stop it first") from None
+        os.ftruncate(fd, 0)
+        os.write(fd, str(os.getpid()).encode())
+        self._fd = fd
+        return self
+
+    def release(self) -> None:
+        if self._fd is not None:
+            fcntl.flock(self._fd, fcntl.LOCK_UN)
+            os.close(self._fd)
+            self._fd = None
+
+    def __enter__(self) -> StackLock:
+        return self.acquire()
+
+    def __exit__(self, *exc: object) -> None:
+        self.release()
+
+
+@dataclass
+class JournalEntry:
+    id: int
+    scenario: str
+    fault: str
+    description: str
+    undo: dict[str, Any]
+    state: str
+    recorded_at: str
+    error: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat(timespec="milliseconds")
+
+
+def _write_atomically(path: Path, data: dict[str, Any]) -> None:
+    """tmp file + fsync + rename + fsync(dir): the journal is either old or new, whole."""
+    tmp = path.with_suffix(".tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as fh:
+        json.dump(data, fh, indent=2)
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(tmp, path)
+    dir_fd = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(dir_fd)
+    finally:
+        os.close(dir_fd)
+
+
+class RollbackJournal:
+    def __init__(self, state_dir: Path, run_id: str, stack: str) -> None:
+        self.path = journal_path(state_dir)
+        self.run_id = run_id
+        self.stack = stack
+        self.entries: list[JournalEntry] = []
+        self.started_at = _now()
+
+    @classmethod
+    def create(cls, state_dir: Path, run_id: str, stack: str) -> RollbackJournal:
+        journal = cls(state_dir, run_id, stack)
+        journal.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        if journal.path.exists():
+            leftover = read_journal(state_dir)
+            if leftover and leftover.pending():
+                raise JournalBusy(
+                    f"{journal.path}: a previous GameDay (run {leftover.run_id}) left "
+                    f"{len(leftover.pending())} change(s) un-rolled-back; run "
+                    "`invoke gameday --cleanup` first")
+        journal._save()
+        return journal
+
+    def record(self, scenario: str, fault: str, description: str,
+               undo: dict[str, Any]) -> JournalEntry:
+        """Write the intent to disk; call this BEFORE making the change."""
+        if "handler" not in undo:
+            raise ValueError("undo needs a 'handler' naming a registered undo function")
+        entry = JournalEntry(id=len(self.entries) + 1, scenario=scenario, fault=fault,
+                             description=description, undo=dict(undo), state=INTENT,
+                             recorded_at=_now())
+        self.entries.append(entry)
+        self._save()
+        return entry
+
+    def update_undo(self, entry: JournalEntry, **undo: Any) -> None:
+        """Add what is only known after the change started (e.g. a pid)."""
+        entry.undo.update(undo)
+        self._save()
+
+    def mark(self, entry: JournalEntry, state: str, error: str | None = None) -> None:
+        entry.state = state
+        entry.error = error
+        self._save()
+
+    def pending(self) -> list[JournalEntry]:
+        """Entries not yet undone, newest first (the order to undo them in)."""
+        return [e for e in reversed(self.entries) if e.state != UNDONE]
+
+    def finish(self) -> bool:
+        """Remove the journal if everything was undone; keep it for cleanup otherwise."""
+        if self.pending():
+            return False
+        self.path.unlink(missing_ok=True)
+        return True
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"version": VERSION, "run_id": self.run_id, "stack": self.stack,
+                "pid": os.getpid(), "started_at": self.started_at,
+                "entries": [e.to_dict() for e in self.entries]}
+
+    def _save(self) -> None:
+        _write_atomically(self.path, self.to_dict())
+
+
+def read_journal(state_dir: Path) -> RollbackJournal | None:
+    path = journal_path(state_dir)
+    if not path.is_file():
+        return None
+    data = json.loads(path.read_text(encoding="utf-8"))
+    journal = RollbackJournal(state_dir, data.get("run_id", "unknown"), data.get("stack", ""))
+    journal.started_at = data.get("started_at", "")
+    journal.entries = [JournalEntry(**e) for e in data.get("entries", [])]
+    return journal

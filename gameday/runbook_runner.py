@@ -1,0 +1,300 @@
+"""Execute a runbook's fenced shell blocks, the way an on-call engineer would.
+
+Runbooks (`runbooks/<AlertName>.md`, prometheus-operator style: Meaning / Impact /
+Diagnosis / Mitigation) mark the commands to run with an info string:
+
+    ```sh step=diagnose
+    supervisorctl -c "$CP_POSTGRESQL_SUPERVISOR_CONF" status postgresql
+    ```
+
+`step` is diagnose, mitigate or verify. Optional attributes: `timeout=<s>` (overrides
+the scenario's step timeout), `attempts=<n>` and `interval=<s>` (retry a verify block
+until it passes, e.g. while a service comes back), `expect=<regex>` (stdout must
+contain a match, besides exit status 0). Blocks without `step=` are prose
+examples and never run. Each block runs with `bash -euo pipefail`, in its own
+process group (so a timeout kills everything it started), with CP_* environment
+variables describing the stack (see `runbook_env`).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shlex
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from infra.inventory import host_dir, secrets_dir
+from infra.topology import REPO_ROOT, Topology, stack_path
+
+STEPS = ("diagnose", "mitigate", "verify")
+_FENCE = re.compile(r"^(?P<indent> {0,3})(?P<fence>`{3,}|~{3,})(?P<info>.*)$")
+_SHELLS = {"sh", "bash", "shell", "console"}
+OUTPUT_LIMIT = 8000
+
+
+class RunbookError(Exception):
+    """A runbook is malformed (the message names file and line)."""
+
+
+@dataclass(frozen=True)
+class RunbookBlock:
+    step: str
+    code: str
+    line: int
+    timeout_s: float | None = None
+    attempts: int = 1
+    interval_s: float = 1.0
+    #: A regex the block's stdout must contain (re.search, multiline) for it to pass.
+    expect: str | None = None
+
+
+def parse_runbook(text: str, source: str = "runbook") -> list[RunbookBlock]:
+    """The executable blocks of a Markdown runbook, in file order."""
+    blocks: list[RunbookBlock] = []
+    lines = text.splitlines()
+    i = 0
+    while i < len(lines):
+        match = _FENCE.match(lines[i])
+        if not match:
+            i += 1
+            continue
+        fence, info, start = match["fence"], match["info"].strip(), i + 1
+        body: list[str] = []
+        i += 1
+        while i < len(lines) and not (lines[i].strip().startswith(fence[0] * len(fence))
+                                      and lines[i].strip().strip(fence[0]) == ""):
+            body.append(lines[i])
+            i += 1
+        if i >= len(lines):
+            raise RunbookError(f"{source}:{start}: code block is never closed")
+        i += 1
+        words = info.split()
+        if not words or words[0] not in _SHELLS:
+            continue
+        attrs = _attributes(words[1:], source, start)
+        if "step" not in attrs:
+            continue
+        if attrs["step"] not in STEPS:
+            raise RunbookError(f"{source}:{start}: step={attrs['step']} is not one of "
+                               f"{', '.join(STEPS)}")
+        try:
+            blocks.append(RunbookBlock(
+                step=attrs["step"], code="\n".join(body), line=start,
+                timeout_s=float(attrs["timeout"]) if "timeout" in attrs else None,
+                attempts=max(1, min(100, int(attrs.get("attempts", 1)))),
+                interval_s=max(0.0, min(60.0, float(attrs.get("interval", 1.0)))),
+                expect=_compiled(attrs["expect"]) if "expect" in attrs else None,
+            ))
+        except (ValueError, re.error) as exc:
+            raise RunbookError(f"{source}:{start}: bad block attribute ({exc})") from None
+    return blocks
+
+
+def _compiled(pattern: str) -> str:
+    re.compile(pattern)
+    return pattern
+
+
+def _attributes(words: Sequence[str], source: str, line: int) -> dict[str, str]:
+    attrs = {}
+    for word in words:
+        if "=" not in word:
+            raise RunbookError(f"{source}:{line}: block attribute {word!r} is not key=value")
+        key, value = word.split("=", 1)
+        attrs[key] = value.strip("\"'")
+    return attrs
+
+
+@dataclass
+class StepResult:
+    step: str
+    line: int
+    started: float
+    duration_s: float
+    exit_code: int | None
+    timed_out: bool
+    attempts: int
+    stdout: str
+    stderr: str
+    #: None: the block has no expect=; else whether stdout matched it.
+    expect_matched: bool | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.exit_code == 0 and not self.timed_out and self.expect_matched is not False
+
+
+@dataclass
+class RunbookResult:
+    path: str
+    found: bool
+    steps_requested: list[str]
+    results: list[StepResult] = field(default_factory=list)
+    problem: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.found and self.problem is None and all(r.ok for r in self.results)
+
+    def to_dict(self) -> dict[str, Any]:
+        out = asdict(self)
+        out["ok"] = self.ok
+        return out
+
+
+def _truncate(text: str) -> str:
+    if len(text) <= OUTPUT_LIMIT:
+        return text
+    return text[:OUTPUT_LIMIT // 2] + "\n…[truncated]…\n" + text[-OUTPUT_LIMIT // 2:]
+
+
+def run_block(block: RunbookBlock, env: dict[str, str], timeout_s: float, cwd: Path,
+              clock: Callable[[], float] = time.monotonic) -> StepResult:
+    """Run one block (retrying up to `attempts`), killing its process group on timeout."""
+    timeout = block.timeout_s or timeout_s
+    started = clock()
+    deadline = time.monotonic() + timeout
+    attempt = 0
+    out = err = ""
+    code: int | None = None
+    timed_out = False
+    matched: bool | None = None
+    while attempt < block.attempts:
+        attempt += 1
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            timed_out = True
+            break
+        proc = subprocess.Popen(
+            ["/bin/bash", "-euo", "pipefail", "-c", block.code], cwd=cwd, env=env,
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+            start_new_session=True)
+        try:
+            out, err = proc.communicate(timeout=remaining)
+            code = proc.returncode
+            timed_out = False
+        except subprocess.TimeoutExpired:
+            _kill_group(proc)
+            out, err = proc.communicate()
+            code, timed_out = None, True
+            break
+        if block.expect is not None:
+            matched = re.search(block.expect, out or "", re.MULTILINE) is not None
+        if code == 0 and matched is not False:
+            break
+        if attempt < block.attempts:
+            time.sleep(min(block.interval_s, max(0.0, deadline - time.monotonic())))
+    return StepResult(step=block.step, line=block.line, started=started,
+                      duration_s=round(clock() - started, 3), exit_code=code,
+                      timed_out=timed_out, attempts=attempt, stdout=_truncate(out or ""),
+                      stderr=_truncate(err or ""), expect_matched=matched)
+
+
+def _kill_group(proc: subprocess.Popen[str]) -> None:
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+
+
+def run_runbook(path: Path, steps: Sequence[str], env: dict[str, str], timeout_s: float,
+                clock: Callable[[], float] = time.monotonic,
+                on_step: Callable[[StepResult], None] | None = None,
+                cwd: Path | None = None,
+                should_stop: Callable[[], bool] = lambda: False) -> RunbookResult:
+    """Run the blocks of the requested steps: all diagnose blocks, then mitigate, then
+    verify, each in file order. A failing diagnose block does not stop the run (the
+    engineer would read its output and go on); a failing mitigate block skips verify."""
+    result = RunbookResult(path=str(path), found=path.is_file(), steps_requested=list(steps))
+    if not result.found:
+        result.problem = f"{path}: runbook not found"
+        return result
+    try:
+        blocks = parse_runbook(path.read_text(encoding="utf-8"), str(path))
+    except RunbookError as exc:
+        result.problem = str(exc)
+        return result
+    wanted = [s for s in STEPS if s in steps]
+    missing = [s for s in wanted if not any(b.step == s for b in blocks)]
+    if missing:
+        result.problem = f"{path}: no ```sh step={'/'.join(missing)} block"
+    for step in wanted:
+        for block in (b for b in blocks if b.step == step):
+            if should_stop():
+                return result
+            step_result = run_block(block, env, timeout_s, cwd or REPO_ROOT, clock)
+            result.results.append(step_result)
+            if on_step:
+                on_step(step_result)
+            if step == "mitigate" and not step_result.ok:
+                return result
+    return result
+
+
+def runbook_env(topology: Topology, alert: str | None = None,
+                labels: dict[str, str] | None = None,
+                base: dict[str, str] | None = None) -> dict[str, str]:
+    """What a runbook block can rely on (runbooks/README.md, "Placeholders"):
+
+    CP_STACK (the stack's name, or its file when it is not in infra/stacks/),
+    CP_ALERT_NAME and CP_ALERT_<LABEL> for each label of the alert (HOST, SERVICE,
+    INSTANCE, …), CP_STATE_DIR, CP_SECRETS_DIR, CP_REPO, CP_APP_URL,
+    CP_HOST_<HOST>_ADDRESS / _SUPERVISORCTL for every host, and for every service that
+    runs once: CP_<SERVICE>_HOST, _ADDRESS, _PORT, _URL and _SUPERVISORCTL. `python`
+    on PATH is the interpreter running the engine (the project's venv), which
+    `python -m infra.ops` needs. Secrets are never put in the environment.
+    """
+    env = dict(base if base is not None else {"PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+                                               "LANG": "C.UTF-8", "HOME": "/root"})
+    # sys.executable unresolved: a venv's bin/python is a symlink, and resolving it
+    # would lead to the base interpreter without the project's packages.
+    venv_bin = str(Path(sys.executable).parent)
+    env["PATH"] = venv_bin + os.pathsep + env.get("PATH", "/usr/bin:/bin")
+    env.update({
+        "CP_STACK": stack_argument(topology),
+        "CP_STATE_DIR": str(topology.state_dir),
+        "CP_SECRETS_DIR": str(secrets_dir(topology)),
+        "CP_REPO": str(REPO_ROOT),
+        "CP_APP_URL": topology.app_url,
+        "CP_ALERT_NAME": alert or "",
+    })
+    for key, value in (labels or {}).items():
+        if key != "alertname":
+            env[f"CP_ALERT_{_env_key(key)}"] = str(value)
+    for host in topology.hosts:
+        key = _env_key(host.name)
+        conf = host_dir(topology, host.name) / "supervisor" / "supervisord.conf"
+        env[f"CP_HOST_{key}_ADDRESS"] = host.address
+        env[f"CP_HOST_{key}_SUPERVISORCTL"] = f"/usr/bin/supervisorctl -c {shlex.quote(str(conf))}"
+    for svc in topology.services:
+        if len(topology.instances(svc.name)) != 1:
+            continue
+        key = _env_key(svc.name)
+        conf = host_dir(topology, svc.host) / "supervisor" / "supervisord.conf"
+        env[f"CP_{key}_HOST"] = svc.host
+        env[f"CP_{key}_ADDRESS"] = svc.address
+        env[f"CP_{key}_PORT"] = str(svc.port)
+        env[f"CP_{key}_URL"] = f"http://{svc.endpoint}"
+        env[f"CP_{key}_SUPERVISORCTL"] = f"/usr/bin/supervisorctl -c {shlex.quote(str(conf))}"
+    return env
+
+
+def stack_argument(topology: Topology) -> str:
+    """How `--stack` names this stack: by name if infra/stacks/ has it, else its file."""
+    try:
+        if stack_path(topology.stack).resolve() == Path(topology.source).resolve():
+            return topology.stack
+    except OSError:
+        pass
+    return str(topology.source)
+
+
+def _env_key(name: str) -> str:
+    return re.sub(r"[^A-Z0-9]", "_", name.upper())

@@ -1,0 +1,147 @@
+"""The local target: each host is a loopback address with its own supervisord.
+
+Services are supervisord programs named after the service; `supervisorctl -c
+<state_dir>/hosts/<host>/supervisor/supervisord.conf` controls them. Signals go
+straight to the processes (supervisord restarts what dies: autorestart=true). Network
+faults are nftables rules in table `inet civicpulse_gameday`, scoped by the client
+service's system user.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+from gameday import nft, procfs
+from gameday.targets.base import CommandResult, NetworkFault, ServiceState, Target
+from infra.inventory import host_dir
+from infra.topology import Service, Topology
+
+SUPERVISORCTL = "/usr/bin/supervisorctl"
+RUNUSER = "/usr/sbin/runuser"
+_STATUS = re.compile(r"^(?P<name>\S+)\s+(?P<state>[A-Z]+)(?:\s+pid (?P<pid>\d+))?")
+
+
+class SupervisorError(Exception):
+    pass
+
+
+def parse_status(output: str, program: str) -> tuple[str, int | None]:
+    """(state, pid) from `supervisorctl status <program>` output."""
+    for line in output.splitlines():
+        match = _STATUS.match(line.strip())
+        if match and match["name"] in (program, f"{program}:{program}"):
+            pid = int(match["pid"]) if match["pid"] else None
+            return match["state"], pid
+    return "UNKNOWN", None
+
+
+class LocalTarget(Target):
+    name = "local"
+
+    def __init__(self, topology: Topology) -> None:
+        super().__init__(topology)
+        self._network_faults: list[NetworkFault] = []
+
+    def supervisor_conf(self, host: str) -> Path:
+        return host_dir(self.topology, host) / "supervisor" / "supervisord.conf"
+
+    def supervisorctl(self, host: str, *args: str, timeout_s: float = 60) -> CommandResult:
+        return _run([SUPERVISORCTL, "-c", str(self.supervisor_conf(host)), *args], timeout_s)
+
+    def state(self, service: Service) -> ServiceState:
+        result = self.supervisorctl(service.host, "status", service.name, timeout_s=15)
+        state, pid = parse_status(result.stdout, service.name)
+        if state == "UNKNOWN" and result.stderr:
+            state = "UNREACHABLE"
+        paused: tuple[int, ...] = ()
+        if pid:
+            paused = tuple(procfs.stopped(procfs.descendants(pid)))
+        return ServiceState(host=service.host, service=service.name, state=state, pid=pid,
+                            paused_pids=paused)
+
+    def start(self, service: Service) -> None:
+        if self.state(service).running:
+            return
+        result = self.supervisorctl(service.host, "start", service.name, timeout_s=120)
+        if not result.ok and "already started" not in result.stdout + result.stderr:
+            raise SupervisorError(f"{service.host}: supervisorctl start {service.name} "
+                                  f"failed: {(result.stdout + result.stderr).strip()}")
+
+    def stop(self, service: Service) -> None:
+        result = self.supervisorctl(service.host, "stop", service.name, timeout_s=120)
+        text = result.stdout + result.stderr
+        if not result.ok and "not running" not in text:
+            raise SupervisorError(f"{service.host}: supervisorctl stop {service.name} failed: "
+                                  f"{text.strip()}")
+
+    def processes(self, service: Service) -> list[int]:
+        state = self.state(service)
+        if not state.pid:
+            return []
+        return procfs.descendants(state.pid)
+
+    def pause(self, service: Service) -> list[int]:
+        # Stop the parent first so it cannot fork new children meanwhile, then sweep
+        # the tree a few times for children forked between the listing and the stop.
+        paused: list[int] = []
+        for _ in range(3):
+            fresh = [p for p in self.processes(service) if p not in paused]
+            if not fresh:
+                break
+            self.signal_pids(fresh, 19)  # SIGSTOP
+            paused.extend(fresh)
+        return paused
+
+    def signal_pids(self, pids: Sequence[int], sig: int) -> None:
+        for pid in pids:
+            if pid <= 1:
+                continue
+            try:
+                os.kill(pid, sig)
+            except ProcessLookupError:
+                pass
+
+    def run(self, host: str, argv: Sequence[str], timeout_s: float,
+            user: str | None = None, env: dict[str, str] | None = None) -> CommandResult:
+        # Every host is this machine; the host only decides the environment.
+        self.topology.host(host)
+        full = [RUNUSER, "-u", user, "--", *argv] if user and user != "root" else list(argv)
+        return _run(full, timeout_s, env)
+
+    def apply_network_fault(self, fault: NetworkFault) -> None:
+        faults = [*self._network_faults, fault]
+        nft.apply(faults)
+        self._network_faults = faults
+
+    def remove_network_faults(self) -> None:
+        self._network_faults = []
+        nft.delete_table()
+
+    def network_faults_active(self) -> bool:
+        return nft.table_exists()
+
+
+def _run(argv: Sequence[str], timeout_s: float, env: dict[str, str] | None = None
+         ) -> CommandResult:
+    start = time.monotonic()
+    try:
+        proc = subprocess.run(list(argv), capture_output=True, text=True, timeout=timeout_s,
+                              env=env, check=False)
+    except subprocess.TimeoutExpired as exc:
+        return CommandResult(tuple(argv), None, _text(exc.stdout), _text(exc.stderr),
+                             time.monotonic() - start, timed_out=True)
+    except OSError as exc:
+        return CommandResult(tuple(argv), 127, "", str(exc), time.monotonic() - start)
+    return CommandResult(tuple(argv), proc.returncode, proc.stdout, proc.stderr,
+                         time.monotonic() - start)
+
+
+def _text(value: str | bytes | None) -> str:
+    if value is None:
+        return ""
+    return value.decode(errors="replace") if isinstance(value, bytes) else value

@@ -1,0 +1,146 @@
+"""The rollback journal: on disk before every change; cleanup reads it and undoes."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+
+import pytest
+from gameday_fakes import FakeTarget
+
+from gameday.cleanup import cleanup
+from gameday.faults import fault_class
+from gameday.faults.base import FaultContext
+from gameday.journal import (
+    APPLIED,
+    INTENT,
+    UNDONE,
+    JournalBusy,
+    RollbackJournal,
+    StackLock,
+    journal_path,
+    read_journal,
+)
+from gameday.scenario import FaultSpec
+
+
+def make_fault(topology, target, journal, kind, service, duration=10, where=None, **params):
+    spec = FaultSpec(kind=kind, target={"service": service, **(where or {})},
+                     parameters=params, duration_s=duration)
+    ctx = FaultContext(topology=topology, target=target, journal=journal, scenario_id="t",
+                       run_id="r1")
+    return fault_class(kind)(spec, ctx)
+
+
+def test_record_is_on_disk_before_it_returns(topology):
+    journal = RollbackJournal.create(topology.state_dir, "r1", topology.stack)
+    entry = journal.record("s", "service_stop", "redis stopped",
+                           {"handler": "start_service", "host": "cache", "service": "redis"})
+    on_disk = json.loads(journal_path(topology.state_dir).read_text())
+    assert on_disk["entries"][0]["undo"]["handler"] == "start_service"
+    assert on_disk["entries"][0]["state"] == INTENT
+    assert oct(os.stat(journal_path(topology.state_dir)).st_mode & 0o777) == "0o600"
+    journal.mark(entry, UNDONE)
+    assert journal.finish() is True
+    assert not journal_path(topology.state_dir).exists()
+
+
+def test_undo_needs_a_handler(topology):
+    journal = RollbackJournal.create(topology.state_dir, "r1", topology.stack)
+    with pytest.raises(ValueError):
+        journal.record("s", "x", "no handler", {"host": "cache"})
+
+
+@pytest.mark.parametrize("kind, service, extra, mutation", [
+    ("service_stop", "redis", {}, "stop"),
+    ("process_hang", "postgresql", {}, "pause"),
+    ("network_partition", "redis", {"from_services": ["app"]}, "nft_apply"),
+    ("packet_loss", "postgresql", {"percent": 30}, "nft_apply"),
+])
+def test_fault_journals_before_it_changes_anything(topology, kind, service, extra, mutation):
+    journal = RollbackJournal.create(topology.state_dir, "r1", topology.stack)
+    target = FakeTarget(topology, journal_path(topology.state_dir))
+    fault = make_fault(topology, target, journal, kind, service, **extra)
+    asyncio.run(fault.inject())
+    index = next(i for i, call in enumerate(target.calls) if call[0] == mutation)
+    seen = target.journal_at_call[index]
+    assert seen, f"{mutation} happened with an empty journal"
+    assert seen[0]["fault"] == kind and seen[0]["state"] == INTENT
+    assert journal.entries[0].state == APPLIED
+
+    asyncio.run(fault.rollback())
+    assert fault.fully_rolled_back
+    assert journal.finish()
+
+
+def test_rollback_is_idempotent(topology):
+    journal = RollbackJournal.create(topology.state_dir, "r1", topology.stack)
+    target = FakeTarget(topology)
+    fault = make_fault(topology, target, journal, "service_stop", "redis")
+    asyncio.run(fault.inject())
+    asyncio.run(fault.rollback())
+    asyncio.run(fault.rollback())
+    assert [c[0] for c in target.calls].count("start") == 1
+
+
+def test_all_instances_are_journaled_then_stopped(topology):
+    journal = RollbackJournal.create(topology.state_dir, "r1", topology.stack)
+    target = FakeTarget(topology, journal_path(topology.state_dir))
+    fault = make_fault(topology, target, journal, "service_stop", "app",
+                       where={"all_instances": True})
+    asyncio.run(fault.inject())
+    first_stop = next(i for i, c in enumerate(target.calls) if c[0] == "stop")
+    assert len(target.journal_at_call[first_stop]) == 2  # both hosts recorded first
+    assert target.stopped == {("app1", "app"), ("app2", "app")}
+
+
+def test_cleanup_reads_the_journal_a_killed_run_left(topology):
+    # A run injects two faults and "dies" (no rollback): only the journal remains.
+    journal = RollbackJournal.create(topology.state_dir, "dead-run", topology.stack)
+    target = FakeTarget(topology)
+    asyncio.run(make_fault(topology, target, journal, "service_stop", "redis").inject())
+    asyncio.run(make_fault(topology, target, journal, "process_hang", "postgresql").inject())
+    assert ("cache", "redis") in target.stopped and target.paused
+
+    with pytest.raises(JournalBusy, match="invoke gameday --cleanup"):
+        RollbackJournal.create(topology.state_dir, "next-run", topology.stack)
+
+    fresh_target = FakeTarget(topology)  # a new process: nothing in memory
+    fresh_target.stopped = set(target.stopped)
+    fresh_target.paused = dict(target.paused)
+    report = cleanup(topology, fresh_target, check_health=False)
+    assert report.journal_found and not report.problems
+    # Undone newest first: resume PostgreSQL, then start Redis.
+    mutating = [c[0] for c in fresh_target.calls if c[0] in ("start", "resume")]
+    assert mutating == ["resume", "start"]
+    assert not fresh_target.stopped and not fresh_target.paused
+    assert read_journal(topology.state_dir) is None  # everything undone: journal removed
+
+
+def test_cleanup_sweeps_without_a_journal(topology):
+    target = FakeTarget(topology)
+    target.network.append(object())  # an nft table left by a run whose journal was lost
+    target.paused[("db", "postgresql")] = [1, 2]
+    report = cleanup(topology, target, check_health=False)
+    assert not report.journal_found
+    assert any("nft" in a for a in report.actions)
+    assert any("SIGCONT" in a for a in report.actions)
+    assert not target.network
+
+
+def test_failed_undo_is_kept_for_cleanup(topology):
+    journal = RollbackJournal.create(topology.state_dir, "r1", topology.stack)
+    journal.record("s", "x", "something odd", {"handler": "no-such-handler"})
+    report = cleanup(topology, FakeTarget(topology), check_health=False)
+    assert report.problems and "unknown undo handler" in report.problems[0]
+    assert read_journal(topology.state_dir).pending()
+
+
+def test_stack_lock_is_exclusive(topology):
+    with StackLock(topology.state_dir):
+        with pytest.raises(JournalBusy, match="another GameDay"):
+            StackLock(topology.state_dir).acquire()
+        with pytest.raises(JournalBusy):
+            cleanup(topology, FakeTarget(topology), check_health=False)
+    StackLock(topology.state_dir).acquire().release()
