@@ -95,6 +95,11 @@ def host_vars(topology: Topology, host: Host) -> dict[str, Any]:
                   ansible_port=host.ssh_port, ansible_user=host.ssh_user)
         if host.ssh_private_key:
             hv["ansible_ssh_private_key_file"] = host.ssh_private_key
+        if host.ssh_known_hosts:
+            # Ansible and testinfra (which reads these args from the inventory) both
+            # verify the host against this file instead of the user's ~/.ssh.
+            hv["ansible_ssh_common_args"] = (f"-o UserKnownHostsFile={host.ssh_known_hosts} "
+                                             "-o StrictHostKeyChecking=yes")
     if host.runs("nginx"):
         # App hosts an operator drained (`python -m infra.ops drain`) stay drained
         # across re-deploys.

@@ -142,6 +142,8 @@ class HostEntry(Strict):
     ssh_port: int = Field(22, ge=1, le=65535)
     ssh_user: str = "root"
     ssh_private_key: str | None = None
+    #: known_hosts file holding the host's key; checked strictly when given.
+    ssh_known_hosts: str | None = None
 
     @field_validator("address")
     @classmethod
@@ -194,6 +196,7 @@ class Host:
     ssh_port: int
     ssh_user: str
     ssh_private_key: str | None = None
+    ssh_known_hosts: str | None = None
 
     def runs(self, service: str) -> bool:
         return any(s.name == service for s in self.services)
@@ -300,7 +303,8 @@ def parse_stack(doc: YamlDocument) -> Topology:
         hosts.append(Host(name=host_name, address=entry.address, services=tuple(services),
                           connection=entry.connection, ssh_host=entry.ssh_host,
                           ssh_port=entry.ssh_port, ssh_user=entry.ssh_user,
-                          ssh_private_key=entry.ssh_private_key))
+                          ssh_private_key=entry.ssh_private_key,
+                          ssh_known_hosts=entry.ssh_known_hosts))
     webhook = (_alertmanager_address(hosts), raw.monitoring.webhook_port)
     if webhook[0] and webhook in listeners:
         problems.append(f"{doc.where(['monitoring', 'webhook_port'])}: {webhook[0]}:{webhook[1]} "

@@ -67,6 +67,8 @@ def sshd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict]:
         subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(d / key)],
                        check=True)
     shutil.copy(d / "client_key.pub", d / "authorized_keys")
+    host_key = (d / "host_key.pub").read_text().split()
+    (d / "known_hosts").write_text(f"[{SSHD_ADDRESS}]:{SSHD_PORT} {host_key[0]} {host_key[1]}\n")
     (d / "sshd_config").write_text(
         f"ListenAddress {SSHD_ADDRESS}:{SSHD_PORT}\nHostKey {d}/host_key\n"
         f"AuthorizedKeysFile {d}/authorized_keys\nPermitRootLogin prohibit-password\n"
@@ -78,7 +80,7 @@ def sshd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict]:
     try:
         _wait_port(SSHD_ADDRESS, SSHD_PORT, 10)
         yield {"connection": "ssh", "ssh_host": SSHD_ADDRESS, "ssh_port": SSHD_PORT,
-               "ssh_private_key": str(d / "client_key")}
+               "ssh_private_key": str(d / "client_key"), "ssh_known_hosts": str(d / "known_hosts")}
     finally:
         proc.terminate()
         proc.wait(10)

@@ -106,7 +106,9 @@ def test_pgbouncer_rejects_a_wrong_password(host, hv):
     db = hv["cp_sizing"]["postgresql"]["database"]
     r = host.run(f"PGPASSWORD=wrong PGCONNECT_TIMEOUT=3 psql -h {hv['pgbouncer_address']} "
                  f"-p {hv['pgbouncer_port']} -U civicpulse -d {db} -c 'select 1'")
-    assert r.rc != 0 and "password authentication failed" in r.stderr
+    # PgBouncer words it "SASL authentication failed" (SCRAM through auth_query).
+    assert r.rc != 0 and ("password authentication failed" in r.stderr
+                          or "SASL authentication failed" in r.stderr), r.stderr
 
 
 def test_redis_refuses_unauthenticated_commands(host, hv):
