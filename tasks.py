@@ -181,6 +181,25 @@ def verify(c: Context, stack: str = "lab", junit: str = "") -> None:
         raise Exit(f"verify failed (pytest exit {result.returncode})", code=1)
 
 
+@task(help={"stack": "stack name or path", "quick": "N = 1, 20, 200 at 3 s, write path only",
+            "ns": "comma-separated user counts, e.g. 1,5,20",
+            "duration": "seconds per point", "no_bounds": "skip pgbench and wrk"})
+def bench(c: Context, stack: str = "lab", quick: bool = False, ns: str = "",
+          duration: float = 0.0, no_bounds: bool = False) -> None:
+    """The report's concurrency table redone: the stack vs SQLite default and tuned."""
+    from bench import BenchError, default_out_dir, run_bench
+
+    try:
+        result = run_bench(_topology(stack), quick=quick, ns=ns or None,
+                           duration_s=duration or None,
+                           out_dir=default_out_dir(REPO / "reports"), console=console,
+                           bounds=not no_bounds)
+    except BenchError as exc:
+        raise Exit(f"bench: {exc}", code=2) from None
+    if not result.stack_integrity_ok:
+        raise Exit("bench: users and audit rows of the stack disagree", code=1)
+
+
 @task(help={"json": "machine-readable report on stdout"})
 def runbooks(c: Context, json_: bool = False) -> None:
     """Check runbooks/ against alerts, scenarios and ops commands; coverage matrix."""
