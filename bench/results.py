@@ -143,7 +143,8 @@ def ratio_rows(points: list[PointResult]) -> list[dict[str, Any]]:
     return rows
 
 
-def derive_notes(points: list[PointResult]) -> list[str]:
+def derive_notes(points: list[PointResult],
+                 bounds: list[BoundResult] | None = None) -> list[str]:
     """Plain-language findings that follow from the numbers alone."""
     notes = []
     client_peak = max((p.client_cpu_cores for p in points), default=0.0)
@@ -176,4 +177,10 @@ def derive_notes(points: list[PointResult]) -> list[str]:
         notes.append(f"nginx's rate limit answered 429 to {limited} requests to the stack: "
                      "the limit (per client address, and all load comes from one address) "
                      "is below what the stack can serve.")
+    capped = [b for b in bounds or [] if b.tool.startswith("wrk") and "HTTP 429" in b.note]
+    if capped:
+        worst = max(capped, key=lambda b: b.failed)
+        notes.append(f"wrk ({worst.tool}, {worst.concurrency} connections) was answered 429 "
+                     f"{worst.failed} times: nginx's per-address rate limit caps the web "
+                     "ceiling, so the real ceiling is higher than the table shows.")
     return notes

@@ -204,7 +204,8 @@ def run_bench(topology: Topology, quick: bool = False, ns: str | list[int] | Non
                  "client": f"aiohttp {aiohttp.__version__} in one asyncio process"},
         configurations={"stack": _describe_stack(topology),
                         **{name: peer.describe() for name, peer in peers.items()}},
-        points=points, bounds=bound_results, out_dir=Path(out_dir), notes=derive_notes(points))
+        points=points, bounds=bound_results, out_dir=Path(out_dir),
+        notes=derive_notes(points, bound_results))
     paths = write_report(result, topology.monitoring.slo_availability)
     say(f"report: {paths['markdown']}")
     return result

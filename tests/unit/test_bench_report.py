@@ -144,6 +144,9 @@ def test_notes_follow_from_the_numbers():
     assert "`database is locked` 40 times" in derive_notes(locked)[1]
     limited = [point("stack", 500, 90, 100, errors={"rate_limited_429": 10})]
     assert any("rate limit" in n for n in derive_notes(limited))
+    capped = BoundResult("wrk django-404", 20, 10, True, per_s=2400.0, failed=46915,
+                         note="46915× HTTP 429")
+    assert any("caps the web ceiling" in n for n in derive_notes(calm, [capped]))
 
 
 def test_svg_chart_handles_zero_and_missing_values():
