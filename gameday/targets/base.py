@@ -9,6 +9,8 @@ namespaces) implements the same methods.
 from __future__ import annotations
 
 import signal
+import subprocess
+import time
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -133,3 +135,25 @@ class Target(ABC):
         from infra.catalog import SERVICE_KINDS
 
         return SERVICE_KINDS[service_name].user
+
+
+def run_command(argv: Sequence[str], timeout_s: float, env: dict[str, str] | None = None
+                ) -> CommandResult:
+    """Run a command, bounded in time; never raises for a failing command."""
+    start = time.monotonic()
+    try:
+        proc = subprocess.run(list(argv), capture_output=True, text=True, timeout=timeout_s,
+                              env=env, check=False)
+    except subprocess.TimeoutExpired as exc:
+        return CommandResult(tuple(argv), None, _text(exc.stdout), _text(exc.stderr),
+                             time.monotonic() - start, timed_out=True)
+    except OSError as exc:
+        return CommandResult(tuple(argv), 127, "", str(exc), time.monotonic() - start)
+    return CommandResult(tuple(argv), proc.returncode, proc.stdout, proc.stderr,
+                         time.monotonic() - start)
+
+
+def _text(value: str | bytes | None) -> str:
+    if value is None:
+        return ""
+    return value.decode(errors="replace") if isinstance(value, bytes) else value

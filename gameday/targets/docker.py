@@ -42,13 +42,17 @@ import json
 import os
 import shlex
 import signal
-import subprocess
-import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from gameday import procfs
-from gameday.targets.base import CommandResult, NetworkFault, ServiceState, Target
+from gameday.targets.base import (
+    CommandResult,
+    NetworkFault,
+    ServiceState,
+    Target,
+    run_command,
+)
 from infra.docker.layout import NETTOOLS_IMAGE, DockerLayout, HostLayout, layout_for
 from infra.topology import Service, Topology
 
@@ -64,27 +68,6 @@ Runner = Callable[[Sequence[str], float], CommandResult]
 
 class DockerTargetError(Exception):
     """A docker command failed; the message has the command and its output."""
-
-
-def run_command(argv: Sequence[str], timeout_s: float) -> CommandResult:
-    """Run a command, bounded in time; never raises for a failing command."""
-    start = time.monotonic()
-    try:
-        proc = subprocess.run(list(argv), capture_output=True, text=True, timeout=timeout_s,
-                              check=False)
-    except subprocess.TimeoutExpired as exc:
-        return CommandResult(tuple(argv), None, _text(exc.stdout), _text(exc.stderr),
-                             time.monotonic() - start, timed_out=True)
-    except OSError as exc:
-        return CommandResult(tuple(argv), 127, "", str(exc), time.monotonic() - start)
-    return CommandResult(tuple(argv), proc.returncode, proc.stdout, proc.stderr,
-                         time.monotonic() - start)
-
-
-def _text(value: str | bytes | None) -> str:
-    if value is None:
-        return ""
-    return value.decode(errors="replace") if isinstance(value, bytes) else value
 
 
 class DockerTarget(Target):

@@ -11,13 +11,11 @@ from __future__ import annotations
 
 import os
 import re
-import subprocess
-import time
 from collections.abc import Sequence
 from pathlib import Path
 
 from gameday import nft, procfs
-from gameday.targets.base import CommandResult, NetworkFault, ServiceState, Target
+from gameday.targets.base import CommandResult, NetworkFault, ServiceState, Target, run_command
 from infra.inventory import host_dir
 from infra.topology import Service, Topology
 
@@ -51,7 +49,8 @@ class LocalTarget(Target):
         return host_dir(self.topology, host) / "supervisor" / "supervisord.conf"
 
     def supervisorctl(self, host: str, *args: str, timeout_s: float = 60) -> CommandResult:
-        return _run([SUPERVISORCTL, "-c", str(self.supervisor_conf(host)), *args], timeout_s)
+        return run_command([SUPERVISORCTL, "-c", str(self.supervisor_conf(host)), *args],
+                           timeout_s)
 
     def state(self, service: Service) -> ServiceState:
         result = self.supervisorctl(service.host, "status", service.name, timeout_s=15)
@@ -111,7 +110,7 @@ class LocalTarget(Target):
         # Every host is this machine; the host only decides the environment.
         self.topology.host(host)
         full = [RUNUSER, "-u", user, "--", *argv] if user and user != "root" else list(argv)
-        return _run(full, timeout_s, env)
+        return run_command(full, timeout_s, env)
 
     def apply_network_fault(self, fault: NetworkFault) -> None:
         faults = [*self._network_faults, fault]
@@ -124,24 +123,3 @@ class LocalTarget(Target):
 
     def network_faults_active(self) -> bool:
         return nft.table_exists()
-
-
-def _run(argv: Sequence[str], timeout_s: float, env: dict[str, str] | None = None
-         ) -> CommandResult:
-    start = time.monotonic()
-    try:
-        proc = subprocess.run(list(argv), capture_output=True, text=True, timeout=timeout_s,
-                              env=env, check=False)
-    except subprocess.TimeoutExpired as exc:
-        return CommandResult(tuple(argv), None, _text(exc.stdout), _text(exc.stderr),
-                             time.monotonic() - start, timed_out=True)
-    except OSError as exc:
-        return CommandResult(tuple(argv), 127, "", str(exc), time.monotonic() - start)
-    return CommandResult(tuple(argv), proc.returncode, proc.stdout, proc.stderr,
-                         time.monotonic() - start)
-
-
-def _text(value: str | bytes | None) -> str:
-    if value is None:
-        return ""
-    return value.decode(errors="replace") if isinstance(value, bytes) else value

@@ -51,6 +51,7 @@ import yaml
 from infra.docker.layout import DockerLayout
 from infra.inventory import host_vars, stack_vars
 from infra.topology import REPO_ROOT, Topology
+from monitoring.render import split_overrides as monitoring_split_overrides
 
 ROLES_DIR = REPO_ROOT / "playbooks" / "roles"
 MONITORING_DIR = REPO_ROOT / "monitoring"
@@ -62,13 +63,6 @@ CONTAINER_STATE_DIR = "/var/lib/civicpulse"
 DOCKER_HOST_GATEWAY = "host.docker.internal"
 
 _PLACEHOLDER = "\x00cp-secret:{}\x00"
-#: Ansible's `#jinja2:` first-line override: `#jinja2:key:'value', key:'value'`.
-_OVERRIDE_PREFIX = "#jinja2:"
-_OVERRIDE_KEYS = frozenset({
-    "block_start_string", "block_end_string", "variable_start_string",
-    "variable_end_string", "comment_start_string", "comment_end_string", "trim_blocks",
-    "lstrip_blocks", "keep_trailing_newline", "newline_sequence",
-})
 
 
 class RenderError(Exception):
@@ -215,24 +209,11 @@ class _Lookups:
 
 
 def split_overrides(text: str, source: Path) -> tuple[str, dict[str, Any]]:
-    """Strip an Ansible `#jinja2:` first line; return the text and its Jinja settings.
-
-    (monitoring/render.py does the same for its own renders; `monitoring` is not an
-    installed package, so infra does not import it.)
-    """
-    if not text.startswith(_OVERRIDE_PREFIX):
-        return text, {}
-    eol = text.find("\n")
-    if eol == -1:
-        raise RenderError(f"{source}:1: the #jinja2: override line needs a newline after it")
-    overrides: dict[str, Any] = {}
-    for pair in text[len(_OVERRIDE_PREFIX):eol].split(","):
-        key, sep, value = pair.partition(":")
-        key = key.strip()
-        if not sep or key not in _OVERRIDE_KEYS:
-            raise RenderError(f"{source}:1: bad #jinja2: override {pair.strip()!r}")
-        overrides[key] = ast.literal_eval(value.strip())
-    return text[eol + 1:], overrides
+    """Strip an Ansible `#jinja2:` first line; return the text and its Jinja settings."""
+    try:
+        return monitoring_split_overrides(text, source)
+    except ValueError as exc:
+        raise RenderError(str(exc)) from None
 
 
 def _environment(settings: Mapping[str, Any], loader_dir: Path) -> jinja2.Environment:
