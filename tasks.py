@@ -36,12 +36,14 @@ def _topology(stack: str):  # noqa: ANN202 - Topology, imported lazily above
 
 def _status_table(report: dict) -> Table:
     table = Table(title=f"stack {report['stack']}")
-    for col in ("host", "service", "address", "state", "health"):
+    for col in ("host", "service", "address", "state", "health", "scrape"):
         table.add_column(col)
     for row in report["services"]:
         health = "[green]ok[/]" if row["healthy"] else f"[red]down[/] {row['detail']}"
         state = row["state"] if row["state"] == "RUNNING" else f"[yellow]{row['state']}[/]"
-        table.add_row(row["host"], row["service"], row["address"], state, health)
+        scrape = {"up": "[green]up[/]", "down": "[red]down[/]"}.get(row.get("scrape", "-"),
+                                                                  row.get("scrape", "-"))
+        table.add_row(row["host"], row["service"], row["address"], state, health, scrape)
     return table
 
 

@@ -14,6 +14,9 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import urlsplit
+
+import httpx
 
 from infra.ansible_run import PlaybookResult, run_playbook
 from infra.health import Health, probe_all, wait_healthy
@@ -78,9 +81,20 @@ def deploy(topology: Topology, progress: Progress | None = None,
     return DeployResult(playbook=result, health=health, timings=timings)
 
 
+def scrape_health(topology: Topology) -> dict[str, str]:
+    """Endpoint (address:port) → Prometheus' view of its scrape: up, down, or unknown."""
+    try:
+        resp = httpx.get(topology.url("prometheus", "/api/v1/targets?state=active"), timeout=2)
+        targets = resp.json()["data"]["activeTargets"]
+    except (httpx.HTTPError, ValueError, KeyError):
+        return {}
+    return {urlsplit(t["scrapeUrl"]).netloc: t["health"] for t in targets}
+
+
 def status(topology: Topology) -> dict[str, Any]:
-    """Every service with its supervisor state and probe result, plus endpoints."""
+    """Every service with its supervisor state, probe result and scrape health."""
     health = probe_all(topology)
+    scrapes = scrape_health(topology)
     rows = []
     for host in topology.hosts:
         states = program_states(topology, host.name)
@@ -88,7 +102,8 @@ def status(topology: Topology) -> dict[str, Any]:
             h = health[(host.name, svc.name)]
             rows.append({"host": host.name, "service": svc.name, "address": svc.endpoint,
                          "state": states.get(svc.name, "ABSENT"), "healthy": h.ok,
-                         "detail": h.detail})
+                         "detail": h.detail,
+                         "scrape": scrapes.get(svc.endpoint, "-" if scrapes else "unknown")})
     return {
         "stack": topology.stack,
         "services": rows,

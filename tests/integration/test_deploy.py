@@ -18,6 +18,9 @@ def test_every_service_is_healthy(deployed_stack, deploy_record):
     bad = [r for r in report["services"] if not (r["healthy"] and r["state"] == "RUNNING")]
     assert not bad
     assert report["endpoints"]["app"] == deployed_stack.app_url
+    # status shows Prometheus' scrape health for every scraped endpoint
+    scraped = [r for r in report["services"] if r["scrape"] != "-"]
+    assert len(scraped) >= 9 and all(r["scrape"] in ("up", "down") for r in scraped)
     print("cold deploy:", deploy_record)
 
 
