@@ -19,4 +19,6 @@ def test_testinfra_suite_passes_on_every_host(deployed_stack):
     # every host is checked, the one reached over SSH included
     for host in deployed_stack.hosts:
         assert re.search(rf"\[ansible://{host.name}\] PASSED", result.stdout), host.name
-    assert passed >= 8 * len(deployed_stack.hosts)
+    # the checks every host gets (packages, users, listeners, supervisor, secrets);
+    # service-specific ones skip where the service does not run
+    assert passed >= 5 * len(deployed_stack.hosts)
