@@ -24,6 +24,21 @@ def _os_release() -> dict[str, str]:
     return {k: v.strip('"') for k, v in pairs}
 
 
+def bind_error(address: str, port: int) -> OSError | None:
+    """Whether a server could listen on address:port now (None) or why not."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    # The servers themselves set SO_REUSEADDR, so a TIME-WAIT left by a
+    # just-destroyed stack does not block them; only a live listener does.
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((address, port))
+    except OSError as exc:
+        return exc
+    finally:
+        sock.close()
+    return None
+
+
 def port_conflicts(topology: Topology) -> list[str]:
     """Listeners the stack needs that something else already holds."""
     problems = []
@@ -35,20 +50,17 @@ def port_conflicts(topology: Topology) -> list[str]:
         for svc in host.services:
             if svc.name in ours:
                 continue
-            sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-            try:
-                sock.bind((svc.address, svc.port))
-            except OSError as exc:
-                if exc.errno == errno.EADDRINUSE:
-                    problems.append(
-                        f"{svc.endpoint} ({host.name}/{svc.name}) is already in use by another "
-                        f"process: find it with `ss -ltnp 'sport = :{svc.port}'` and stop it, "
-                        f"or give {svc.name} another port in {topology.source}")
-                else:
-                    problems.append(f"cannot bind {svc.endpoint} for {host.name}/{svc.name}: "
-                                    f"{exc.strerror}")
-            finally:
-                sock.close()
+            error = bind_error(svc.address, svc.port)
+            if error is None:
+                continue
+            if error.errno == errno.EADDRINUSE:
+                problems.append(
+                    f"{svc.endpoint} ({host.name}/{svc.name}) is already in use by another "
+                    f"process: find it with `ss -ltnp 'sport = :{svc.port}'` and stop it, "
+                    f"or give {svc.name} another port in {topology.source}")
+            else:
+                problems.append(f"cannot bind {svc.endpoint} for {host.name}/{svc.name}: "
+                                f"{error.strerror}")
     return problems
 
 
