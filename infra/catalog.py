@@ -25,6 +25,9 @@ class ServiceKind:
     exports: str | None = None
     docker_image: str = ""
     extra_ports: dict[str, int] = field(default_factory=dict)
+    #: Port of its own for the metrics endpoint (None: scraped on `port`). The app has
+    #: one so that a scrape never queues behind requests that busy workers hold.
+    metrics_port: int | None = None
 
 
 SERVICE_KINDS: dict[str, ServiceKind] = {
@@ -32,7 +35,7 @@ SERVICE_KINDS: dict[str, ServiceKind] = {
     for kind in (
         ServiceKind("nginx", 8080, "cp-nginx", ("nginx",), metrics_path=None,
                     docker_image="nginx:1.27-alpine"),
-        ServiceKind("app", 8000, "cp-app", ("python3-venv",),
+        ServiceKind("app", 8000, "cp-app", ("python3-venv",), metrics_port=8001,
                     docker_image="civicpulse-app:local"),
         ServiceKind("postgresql", 5432, "cp-postgresql", ("postgresql-15",), metrics_path=None,
                     docker_image="postgres:15-bookworm"),

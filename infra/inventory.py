@@ -49,7 +49,8 @@ def stack_vars(topology: Topology) -> dict[str, Any]:
     for svc in topology.services:
         endpoints.setdefault(svc.name, []).append(
             {"host": svc.host, "address": svc.address, "port": svc.port,
-             "metrics_path": svc.kind.metrics_path, "exports": svc.kind.exports}
+             "metrics_port": svc.metrics_port, "metrics_path": svc.kind.metrics_path,
+             "exports": svc.kind.exports}
         )
     return {
         "cp_stack": topology.stack,

@@ -47,6 +47,10 @@ class PostgresqlSizing(Strict):
     #: would leak between clients, so the timeout lives on the role itself.
     statement_timeout_ms: int = Field(5000, ge=100, le=3600000)
     database: str = Field("civicpulse", pattern=r"^[a-z_][a-z0-9_]{0,62}$")
+    #: Size-limited volume for the data directory (on the local target a loop-mounted
+    #: ext4 image), so that a full disk is the database's own and can be rehearsed.
+    #: None: a plain directory on the machine's filesystem.
+    data_volume_mb: int | None = Field(None, ge=256, le=1048576)
 
 
 class PgbouncerSizing(Strict):
@@ -131,6 +135,8 @@ class Workload(Strict):
 class ServiceEntry(Strict):
     name: str
     port: Port | None = None
+    #: Only for services with a metrics port of their own (see infra/catalog.py).
+    metrics_port: Port | None = None
 
 
 class HostEntry(Strict):
@@ -176,10 +182,20 @@ class Service:
     host: str
     address: str
     port: int
+    #: Where Prometheus scrapes it: `port` unless the service has a metrics port.
+    metrics_port: int = 0
+
+    def __post_init__(self) -> None:
+        if not self.metrics_port:
+            object.__setattr__(self, "metrics_port", self.port)
 
     @property
     def name(self) -> str:
         return self.kind.name
+
+    @property
+    def metrics_endpoint(self) -> str:
+        return f"{self.address}:{self.metrics_port}"
 
     @property
     def endpoint(self) -> str:
@@ -293,13 +309,21 @@ def parse_stack(doc: YamlDocument) -> Topology:
                 problems.append(f"{doc.where(loc)}: {svc.name} listed twice on this host")
                 continue
             port = svc.port or kind.port
-            key = (entry.address, port)
-            if key in listeners:
-                problems.append(f"{doc.where(loc)}: {svc.name} wants {entry.address}:{port}, "
-                                f"which {listeners[key]} already uses; give one of them "
-                                "another port")
-            listeners.setdefault(key, f"{host_name}/{svc.name}")
-            services.append(Service(kind=kind, host=host_name, address=entry.address, port=port))
+            if svc.metrics_port is not None and kind.metrics_port is None:
+                problems.append(f"{doc.where([*loc, 'metrics_port'])}: {svc.name} has no metrics "
+                                "port of its own; metrics_port does not apply")
+            metrics_port = (svc.metrics_port or kind.metrics_port or port)
+            for field_name, wanted in (("port", port), ("metrics_port", metrics_port)):
+                if field_name == "metrics_port" and wanted == port:
+                    continue
+                key = (entry.address, wanted)
+                if key in listeners:
+                    problems.append(f"{doc.where(loc)}: {svc.name} wants {entry.address}:"
+                                    f"{wanted} ({field_name}), which {listeners[key]} already "
+                                    "uses; give one of them another port")
+                listeners.setdefault(key, f"{host_name}/{svc.name}")
+            services.append(Service(kind=kind, host=host_name, address=entry.address, port=port,
+                                    metrics_port=metrics_port))
         hosts.append(Host(name=host_name, address=entry.address, services=tuple(services),
                           connection=entry.connection, ssh_host=entry.ssh_host,
                           ssh_port=entry.ssh_port, ssh_user=entry.ssh_user,

@@ -61,6 +61,32 @@ def test_two_services_on_one_address_and_port(tmp_path):
     assert "127.0.10.21:9000" in msg and "already uses" in msg
 
 
+def test_app_metrics_port_is_a_listener_of_its_own(tmp_path):
+    topo = load_stack("lab")
+    app = topo.instances("app")[0]
+    assert app.metrics_port == 8001 and app.metrics_endpoint == f"{app.address}:8001"
+    assert topo.one("redis_exporter").metrics_port == topo.one("redis_exporter").port
+
+    def clash(d):
+        d["hosts"]["app1"]["services"] = ["app", {"name": "node_exporter", "port": 8001}]
+    msg = errors_for(tmp_path, clash)
+    assert "127.0.10.21:8001 (port)" in msg and "app1/app already uses" in msg
+
+
+def test_metrics_port_only_where_the_service_has_one(tmp_path):
+    def misuse(d):
+        d["hosts"]["cache"]["services"] = [{"name": "redis", "metrics_port": 9999}]
+    msg = errors_for(tmp_path, misuse)
+    assert "hosts.cache.services[0].metrics_port: redis has no metrics port" in msg
+
+
+def test_data_volume_too_small_is_refused(tmp_path):
+    def tiny(d):
+        d.setdefault("sizing", {}).setdefault("postgresql", {})["data_volume_mb"] = 10
+    msg = errors_for(tmp_path, tiny)
+    assert "sizing.postgresql.data_volume_mb" in msg
+
+
 def test_address_outside_loopback(tmp_path):
     msg = errors_for(tmp_path, lambda d: d["hosts"]["db"].update(address="10.0.0.5"))
     assert "hosts.db.address" in msg and "outside 127.0.0.0/8" in msg
