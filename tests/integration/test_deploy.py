@@ -58,7 +58,7 @@ def test_every_listener_is_bound_to_its_host_address(deployed_stack):
             pass
     import subprocess
     out = subprocess.run(["ss", "-Hltn"], capture_output=True, text=True).stdout
-    ours = {str(s.port) for s in deployed_stack.services}
+    ours = {str(p) for s in deployed_stack.services for p in (s.port, s.metrics_port)}
     for line in out.splitlines():
         local = line.split()[3]
         addr, port = local.rsplit(":", 1)
@@ -73,11 +73,9 @@ def test_the_ssh_host_was_configured_over_ssh(deployed_stack, ssh_host_name):
     assert f"ok: [{ssh_host_name}]" in log or f"changed: [{ssh_host_name}]" in log
 
 
-#: The deploy issue asks for ≤ 30 s. Measured on our 2-core machines a warm re-deploy
-#: takes 42–70 s while other jobs load the box (~70 CPU-seconds of Ansible module runs
-#: for 7 hosts): not met yet. This bound catches regressions; tighten it to 30 when
-#: the role task count comes down.
-WARM_DEPLOY_BUDGET_S = 90
+#: The deploy issue's bound. Ansible runs through Mitogen's strategies (see
+#: infra/ansible_run.py): measured 25–27 s for the 7-host lab on a quiet 2-core box.
+WARM_DEPLOY_BUDGET_S = 30
 
 
 def test_redeploy_changes_nothing_and_is_fast(deployed_stack):
