@@ -45,11 +45,14 @@ def test_nginx_spreads_requests_over_both_app_hosts(deployed_stack):
             assert r.status_code == 201
     from infra.inventory import host_dir
     edge = deployed_stack.one("nginx").host
-    log = (host_dir(deployed_stack, edge) / "nginx" / "access.log").read_text()
-    for app in deployed_stack.instances("app"):
-        if app.endpoint in log:
-            seen.add(app.host)
-    assert seen == {a.host for a in deployed_stack.instances("app")}
+    wanted = {a.host for a in deployed_stack.instances("app")}
+    # nginx buffers its access log and flushes it every second (flush=1s).
+    deadline = time.monotonic() + 5
+    while seen != wanted and time.monotonic() < deadline:
+        time.sleep(0.5)
+        log = (host_dir(deployed_stack, edge) / "nginx" / "access.log").read_text()
+        seen = {app.host for app in deployed_stack.instances("app") if app.endpoint in log}
+    assert seen == wanted
 
 
 def test_every_listener_is_bound_to_its_host_address(deployed_stack):
