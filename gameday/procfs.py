@@ -79,6 +79,19 @@ def cmdline(pid: int, proc: Path = PROC) -> str:
         return ""
 
 
+def execed_away_from_parent(pid: int, proc: Path = PROC) -> bool:
+    """Whether a forked child has exec'd its own program (its cmdline left its parent's).
+
+    Until it has, a signal reaches the parent's code running in the child (supervisord
+    installs Python handlers) and is lost when the child execs.
+    """
+    info = read_proc(pid, proc)
+    if info is None:
+        return False
+    mine = cmdline(pid, proc)
+    return bool(mine) and mine != cmdline(info.ppid, proc)
+
+
 def pids_with_marker(marker: str, proc: Path = PROC) -> list[int]:
     """Processes whose command line contains `marker` (our stress workers and proxies
     carry one, so that cleanup never signals a stranger that reused a pid)."""

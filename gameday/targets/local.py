@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import re
+import time
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -71,7 +72,22 @@ class LocalTarget(Target):
             raise SupervisorError(f"{service.host}: supervisorctl start {service.name} "
                                   f"failed: {(result.stdout + result.stderr).strip()}")
 
-    def stop(self, service: Service) -> None:
+    def stop(self, service: Service, settle_s: float = 10.0) -> None:
+        # Right after a crash supervisord respawns the program (autorestart). A stop sent
+        # while it is EXITED is a no-op ("not running") and the respawn brings it back; a
+        # SIGTERM sent before the respawned child has exec'd is lost, and supervisord then
+        # waits stopwaitsecs (20 s for the app) before SIGKILL. Measured: AppHostDown
+        # fired at 4.6 s, resolved when the respawn came up, fired again at 23 s. So wait
+        # out that window (bounded) before asking supervisord to stop.
+        deadline = time.monotonic() + settle_s
+        while time.monotonic() < deadline:
+            current = self.state(service)
+            respawning = current.state == "EXITED" or (
+                current.state == "STARTING" and current.pid is not None
+                and not procfs.execed_away_from_parent(current.pid))
+            if not respawning:
+                break
+            time.sleep(0.05)
         result = self.supervisorctl(service.host, "stop", service.name, timeout_s=120)
         text = result.stdout + result.stderr
         if not result.ok and "not running" not in text:
