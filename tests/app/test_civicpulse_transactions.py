@@ -18,7 +18,11 @@ def rows(stack, query: str, params: list) -> list[tuple]:
 
 
 def test_audit_failure_rolls_back_user(client, stack, unique, monkeypatch):
-    """A real database error on the audit insert (after the user insert) undoes both."""
+    """A real database error on the audit insert (after the user insert) undoes both.
+
+    With an Idempotency-Key the create is a transaction of separate statements; the
+    one-statement path (no key) is covered in test_civicpulse_one_statement.py.
+    """
     from civicpulse.core import audit, metrics
 
     # Same parameters, but names a column that does not exist: PostgreSQL itself
@@ -29,13 +33,16 @@ def test_audit_failure_rolls_back_user(client, stack, unique, monkeypatch):
     username = f"atomic{unique}"
 
     response = client.post("/api/users/", {"username": username, "email": "a@example.org"},
-                           content_type="application/json", HTTP_X_REQUEST_ID=f"rid-{unique}")
+                           content_type="application/json", HTTP_X_REQUEST_ID=f"rid-{unique}",
+                           HTTP_IDEMPOTENCY_KEY=f"atomic-{unique}")
 
     assert response.status_code == 503
     assert response.json() == {"error": "database unavailable"}
     assert rows(stack, "SELECT id FROM civicpulse_user WHERE username = %s", [username]) == []
     assert rows(stack, "SELECT id FROM civicpulse_audit_event WHERE request_id = %s",
                 [f"rid-{unique}"]) == []
+    assert rows(stack, "SELECT key FROM civicpulse_idempotency_key WHERE key = %s",
+                [f"atomic-{unique}"]) == []
     assert metrics.AUDIT_FAILURES._value.get() == failures_before + 1
 
 
@@ -136,8 +143,11 @@ def test_concurrent_same_username_one_wins(server, stack, unique):
 
     statuses = run_concurrently(20, post)
     assert sorted(statuses) == [201] + [409] * 19
-    assert len(rows(stack, "SELECT id FROM civicpulse_user WHERE username = %s",
-                    [f"race{unique}"])) == 1
+    users = rows(stack, "SELECT id FROM civicpulse_user WHERE username = %s", [f"race{unique}"])
+    assert len(users) == 1
+    # The 19 losers wrote no audit event either.
+    assert rows(stack, "SELECT count(*) FROM civicpulse_audit_event WHERE target_id = %s",
+                [users[0][0]]) == [(1,)]
 
 
 def test_50_threads_x_20_creations(server, stack, unique):

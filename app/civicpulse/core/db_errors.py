@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 from django.db import DatabaseError, IntegrityError, OperationalError
 
 from civicpulse.core import metrics
@@ -27,3 +29,18 @@ def record(exc: DatabaseError) -> str:
     kind = classify(exc)
     metrics.DB_ERRORS.labels(kind=kind).inc()
     return kind
+
+
+def concerns_table(exc: BaseException, table: str) -> bool:
+    """Whether PostgreSQL's error names `table`.
+
+    Constraint violations carry the table in the error's diagnostics; privilege and
+    schema errors ("permission denied for table t", 'relation "t" does not exist',
+    'column "c" of relation "t" ...') name it in the message. Connection errors and
+    timeouts name no table.
+    """
+    diag = getattr(exc.__cause__, "diag", None)
+    if diag is not None and diag.table_name == table:
+        return True
+    message = (diag.message_primary if diag is not None else None) or str(exc)
+    return re.search(rf"(?<![\w$]){re.escape(table)}(?![\w$])", message) is not None
