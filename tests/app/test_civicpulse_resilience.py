@@ -199,7 +199,10 @@ def test_statement_timeout_applies_on_every_pooled_connection(django_app):
 
 
 def test_persistent_connections_survive_pgbouncer_restart(stack, unique):
-    """conn_max_age > 0: Django's health check replaces a connection PgBouncer dropped."""
+    """conn_max_age > 0: a connection PgBouncer dropped is replaced before it is used.
+
+    Django's CONN_HEALTH_CHECKS are off (a round trip per request); the views poll
+    the socket instead (database.close_if_closed_by_peer)."""
     config = stack.app_config(database={"conn_max_age": 300},
                               gunicorn={"bind": f"{HOST}:{free_port()}", "workers": 1})
     server = stack.gunicorn("persistent", config)
@@ -212,3 +215,49 @@ def test_persistent_connections_survive_pgbouncer_restart(stack, unique):
             assert http.get("/civicpulse/health/").json()["status"] == "ok"
     finally:
         server.stop()
+
+
+def post_in_process(client, name: str):
+    return client.post("/api/users/", {"username": name, "email": f"{name}@example.org"},
+                       content_type="application/json")
+
+
+def test_dropped_connection_is_replaced_before_the_request(client, stack, unique):
+    """The socket poll spots a connection PgBouncer closed, and leaves live ones alone."""
+    from civicpulse.database import close_if_closed_by_peer
+    from django.db import connection
+
+    # The test client never closes connections: persistent, as with conn_max_age > 0.
+    assert post_in_process(client, f"lv1{unique}").status_code == 201
+    healthy = connection.connection
+    close_if_closed_by_peer(connection)
+    assert connection.connection is healthy  # no false alarm on a live connection
+
+    stack.pgbouncer.stop()
+    stack.pgbouncer.start(stack.app_password)
+    response = post_in_process(client, f"lv2{unique}")
+    assert response.status_code == 201, response.content
+    assert connection.connection is not healthy
+
+
+def test_broken_connection_fails_one_request_and_the_next_recovers(client, stack, unique,
+                                                                   monkeypatch):
+    """Without the socket poll, the request that finds the dead connection gets a 503 and
+    Django's end-of-request cleanup (errors_occurred -> is_usable() -> close) makes the
+    next request reconnect: the safety net for a connection that dies mid-request."""
+    from civicpulse.core import metrics, views
+    from django.db import close_old_connections, connection
+
+    monkeypatch.setattr(views, "close_if_closed_by_peer", lambda connection: None)
+    assert post_in_process(client, f"br1{unique}").status_code == 201
+    stack.pgbouncer.stop()
+    stack.pgbouncer.start(stack.app_password)
+    operational = metrics.DB_ERRORS.labels(kind="operational")
+    before = operational._value.get()
+
+    assert post_in_process(client, f"br2{unique}").status_code == 503
+    assert operational._value.get() == before + 1
+    # What Django's WSGI handler runs on request_finished (the test client skips it).
+    close_old_connections()
+    assert connection.connection is None
+    assert post_in_process(client, f"br2{unique}").status_code == 201

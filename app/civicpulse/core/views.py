@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import logging
+from collections.abc import Callable
+from typing import Any
 
 from django.core.exceptions import RequestDataTooBig
-from django.db import DatabaseError
+from django.db import DatabaseError, connection
 from django.http import HttpRequest, HttpResponse
 from django.views.decorators.csrf import csrf_exempt
 
@@ -19,11 +22,25 @@ from civicpulse.core.validation import (
     parse_idempotency_key,
     parse_new_user,
 )
+from civicpulse.database import close_if_closed_by_peer
 
 log = logging.getLogger(__name__)
 
 # Ids are bigint; larger path values cannot exist and must not reach the database.
 MAX_ID = 2**63 - 1
+
+
+def uses_database(view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]:
+    """Drop a persistent connection PgBouncer already closed before the view runs.
+
+    This replaces Django's CONN_HEALTH_CHECKS round trip (see database.py).
+    """
+    @functools.wraps(view)
+    def wrapper(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+        close_if_closed_by_peer(connection)
+        return view(request, *args, **kwargs)
+
+    return wrapper
 
 
 def _database_failure(exc: DatabaseError, request: HttpRequest) -> HttpResponse:
@@ -43,6 +60,7 @@ def health(request: HttpRequest) -> HttpResponse:
 
 
 @csrf_exempt
+@uses_database
 def users_create(request: HttpRequest) -> HttpResponse:
     if request.method != "POST":
         return responses.method_not_allowed(("POST",))
@@ -73,6 +91,7 @@ def users_create(request: HttpRequest) -> HttpResponse:
     return response
 
 
+@uses_database
 def user_detail(request: HttpRequest, user_id: int) -> HttpResponse:
     if request.method not in ("GET", "HEAD"):
         return responses.method_not_allowed(("GET", "HEAD"))
@@ -87,6 +106,7 @@ def user_detail(request: HttpRequest, user_id: int) -> HttpResponse:
     return responses.raw_json_response(body)
 
 
+@uses_database
 def audit_list(request: HttpRequest) -> HttpResponse:
     if request.method not in ("GET", "HEAD"):
         return responses.method_not_allowed(("GET", "HEAD"))
