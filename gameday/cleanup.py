@@ -7,7 +7,8 @@ For a run that was SIGKILLed, lost its machine, or whose rollback failed. Two pa
 2. sweeps that need no journal (it may be missing or torn): delete the nft table
    `inet civicpulse_gameday` whole, kill our helper processes (fault proxies, CPU busy
    loops: found by the marker in their argv), SIGCONT every stopped process of the
-   stack's services, delete balloon files in the hosts' directories.
+   stack's services, delete balloon files at the root of every volume mounted in the
+   stack's state and in the hosts' directories.
 
 Then health: every service RUNNING under its supervisor and the app's health endpoint
 answering, waited for up to `health_timeout_s`.
@@ -29,6 +30,7 @@ from gameday.journal import FAILED_UNDO, UNDONE, StackLock, read_journal
 from gameday.targets import target_for
 from gameday.targets.base import Target
 from infra.inventory import host_dir
+from infra.ops.disk import stack_mounts
 from infra.topology import Topology
 
 
@@ -122,13 +124,18 @@ def _sweep(topology: Topology, target: Target, report: CleanupReport) -> None:
             report.actions.append(f"sweep: SIGCONT {len(state.paused_pids)} stopped "
                                   f"process(es) of {svc.name}@{svc.host}")
 
+    # Balloons sit at the root of the volume they fill: any volume mounted inside the
+    # stack's state (PostgreSQL's is <host>/postgresql/volume), or a host directory.
+    state = topology.state_dir.resolve()
+    candidates = [mount / BALLOON for mount in stack_mounts(topology)
+                  if mount == state or state in mount.parents]
     for host in topology.hosts:
         base = host_dir(topology, host.name)
-        for balloon in [base / BALLOON, *base.glob(f"*/{BALLOON}"),
-                        *base.glob(f"*/*/{BALLOON}")]:
-            if balloon.is_file():
-                balloon.unlink()
-                report.actions.append(f"sweep: removed {balloon}")
+        candidates += [base / BALLOON, *base.glob(f"*/{BALLOON}"), *base.glob(f"*/*/{BALLOON}")]
+    for balloon in dict.fromkeys(candidates):
+        if balloon.is_file():
+            balloon.unlink()
+            report.actions.append(f"sweep: removed {balloon}")
 
 
 def _check_health(topology: Topology, target: Target, report: CleanupReport,

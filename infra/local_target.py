@@ -8,11 +8,15 @@ tasks.py can show it with rich and tests can run them silently.
 from __future__ import annotations
 
 import ipaddress
+import os
+import re
 import shutil
 import socket
+import subprocess
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -131,8 +135,80 @@ def runs_on_this_machine(host: Host) -> bool:
     return bool(host.ssh_host) and ipaddress.ip_address(host.ssh_host) in LOOPBACK
 
 
+def mounts_under(root: Path, mountinfo: Path = Path("/proc/self/mountinfo")) -> list[Path]:
+    """Mount points below `root` (not `root` itself: a state directory may be a disk of
+    its own), deepest first, the order to unmount them in."""
+    root = Path(os.path.realpath(root))
+    found = []
+    try:
+        lines = mountinfo.read_text(encoding="utf-8").splitlines()
+    except OSError:
+        return []
+    for line in lines:
+        fields = line.split()
+        if len(fields) < 5:
+            continue
+        # mountinfo escapes space, tab, newline and backslash as octal (\040 …).
+        point = Path(re.sub(r"\\([0-7]{3})", lambda m: chr(int(m.group(1), 8)), fields[4]))
+        if root in point.parents:
+            found.append(point)
+    return sorted(set(found), key=lambda p: len(p.parts), reverse=True)
+
+
+def loop_devices_backed_by(root: Path, sys_block: Path = Path("/sys/block")) -> list[str]:
+    """Loop devices whose backing file lies below `root` (e.g. a volume's image)."""
+    root = Path(os.path.realpath(root))
+    devices = []
+    for backing in sorted(sys_block.glob("loop*/loop/backing_file")):
+        try:
+            image = Path(backing.read_text(encoding="utf-8").strip().removesuffix(" (deleted)"))
+        except OSError:
+            continue
+        if root in image.parents:
+            devices.append(f"/dev/{backing.parent.parent.name}")
+    return devices
+
+
+def release_volumes(topology: Topology, say: Progress, attempts: int = 10) -> list[str]:
+    """Unmount every volume inside the stack's state and detach its loop devices.
+
+    Called once the services are stopped. Returns what could not be released (the
+    state must not be deleted then: rmtree would descend into a mounted volume).
+    """
+    problems = []
+    for point in mounts_under(topology.state_dir):
+        say(f"unmounting {point}")
+        error = ""
+        # Bounded retries: a process that just exited may still hold the volume, and
+        # the same point may be mounted more than once.
+        for attempt in range(attempts):
+            if not os.path.ismount(point):
+                break
+            done = subprocess.run(["umount", str(point)], capture_output=True, text=True,
+                                  timeout=60, check=False)
+            if done.returncode != 0:
+                error = done.stderr.strip()
+                time.sleep(0.5 * (attempt + 1))
+        if os.path.ismount(point):
+            problems.append(f"{point} is still mounted ({error}): see who holds it with "
+                            f"`fuser -vm {point}`, stop that, and run destroy again")
+    # `mount -o loop` sets autoclear, so unmounting frees the device; detach any that
+    # was set up otherwise (or survived a failed unmount).
+    for device in loop_devices_backed_by(topology.state_dir):
+        say(f"detaching {device}")
+        done = subprocess.run(["losetup", "--detach", device], capture_output=True, text=True,
+                              timeout=60, check=False)
+        if done.returncode != 0 and device in loop_devices_backed_by(topology.state_dir):
+            problems.append(f"loop device {device} still attached: {done.stderr.strip()}")
+    return problems
+
+
 def destroy(topology: Topology, progress: Progress | None = None) -> list[str]:
-    """Stop every host, remove the stack's state; returns endpoints still listening."""
+    """Stop every host, release its volumes, remove the stack's state.
+
+    Returns what is left: endpoints still listening, and volumes still mounted (then
+    the state directory is kept, so that a second destroy can finish the job).
+    """
     say = progress or (lambda _msg: None)
     for host in topology.hosts:
         if not runs_on_this_machine(host):
@@ -141,6 +217,10 @@ def destroy(topology: Topology, progress: Progress | None = None) -> list[str]:
             continue
         say(f"stopping host {host.name} ({host.address})")
         shutdown_host(topology, host.name)
+    left = release_volumes(topology, say)
+    if left:
+        say(f"keeping {topology.state_dir}: a volume inside it is still in use")
+        return listening(topology) + left
     say(f"removing {topology.state_dir}")
     shutil.rmtree(topology.state_dir, ignore_errors=True)
     return listening(topology)

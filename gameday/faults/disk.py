@@ -6,16 +6,19 @@ of GB); filling it would take minutes and hurt everything on the machine, the en
 and its journal included. So the database's data directory must live on its own
 small volume, which deploy provides. Options, with their trade-offs:
 
-- loop-mounted ext4 image (chosen for PostgreSQL): persistent across restarts of the
-  service, real ext4 semantics (ENOSPC, reserved blocks: the balloon is written by
-  root, which may use them, so the non-root service really sees a full disk); needs
-  root, `losetup` and a remount after a reboot.
+- loop-mounted ext4 image (chosen for PostgreSQL, `sizing.postgresql.data_volume_mb`;
+  the postgresql role mounts it at `<host>/postgresql/volume`, data in `volume/data`):
+  persistent across restarts of the service, real ext4 semantics (ENOSPC, reserved
+  blocks); needs root, a loop device and a remount after a reboot (deploy does it).
 - tmpfs with `size=`: no image file and instant, but held in RAM and lost on reboot,
   so only for throwaway stacks.
 
 The balloon is `fallocate`d (instant on ext4 and tmpfs) at
 `<volume>/.civicpulse-gameday-balloon`; the journal records the path first and the
-undo deletes it. `leave_mb` keeps some space free for a "nearly full" variant.
+undo deletes it. It takes the space *unprivileged* users may still use (`f_bavail`)
+minus `leave_mb`: the non-root service then sees ENOSPC exactly as when it fills the
+disk itself, and ext4's reserved blocks stay as the small remainder only root can use
+(the runbook's tools, a rollback). `leave_mb` > 0 is a "nearly full" variant.
 """
 
 from __future__ import annotations
@@ -48,10 +51,16 @@ def mount_point(path: Path) -> Path:
     return path
 
 
+def balloon_bytes(st: os.statvfs_result, leave_mb: int) -> int:
+    """How big the balloon must be to leave `leave_mb` MiB for unprivileged writers."""
+    return max(0, st.f_bavail * st.f_frsize - leave_mb * 2**20)
+
+
 def volume_problems(path: Path, max_volume_gb: float) -> list[str]:
     if not path.exists():
-        return [f"{path} does not exist: is the stack deployed? (disk_full fills the "
-                "volume that holds this directory)"]
+        return [f"{path} does not exist: disk_full fills the size-limited volume that "
+                "holds this directory. Is the stack deployed, with the volume configured "
+                "(for PostgreSQL: sizing.postgresql.data_volume_mb in the stack config)?"]
     mount = mount_point(path)
     st = os.statvfs(mount)
     size_gb = st.f_blocks * st.f_frsize / 2**30
@@ -72,8 +81,8 @@ class DiskFull(Fault):
 
     def plan(self) -> list[str]:
         return [f"fallocate {mount_point(self.path) / BALLOON} to leave "
-                f"{self.params.leave_mb} MiB free on the volume of {self.path}, "
-                f"{self.spec.duration_s:g}s"]
+                f"{self.params.leave_mb} MiB free (for unprivileged users) on the volume "
+                f"of {self.path}, {self.spec.duration_s:g}s"]
 
     def preflight(self) -> list[str]:
         return volume_problems(self.path, self.params.max_volume_gb)
@@ -90,10 +99,7 @@ class DiskFull(Fault):
         self.ctx.log(f"disk filled: {size / 2**20:.0f} MiB balloon at {balloon}")
 
     def _fill(self, balloon: Path) -> int:
-        st = os.statvfs(balloon.parent)
-        # f_bfree (not f_bavail): root's balloon may take the reserved blocks too.
-        free = st.f_bfree * st.f_frsize
-        size = max(0, free - self.params.leave_mb * 2**20)
+        size = balloon_bytes(os.statvfs(balloon.parent), self.params.leave_mb)
         fd = os.open(balloon, os.O_WRONLY | os.O_CREAT, 0o600)
         try:
             if size:

@@ -66,9 +66,11 @@ class PoolExhaustionParams(Params):
 
 class DiskFullParams(Params):
     #: Directory on the volume to fill: relative to the target host's directory
-    #: (`<state_dir>/hosts/<host>/`) or absolute.
-    path: str = "postgresql/data"
-    #: Free space to leave, in MiB (0: fill completely).
+    #: (`<state_dir>/hosts/<host>/`) or absolute. The default is PostgreSQL's data
+    #: directory on its volume (sizing.postgresql.data_volume_mb).
+    path: str = "postgresql/volume/data"
+    #: Free space to leave for unprivileged users, in MiB (0: the service sees a full
+    #: disk; only root may still use the filesystem's reserved blocks).
     leave_mb: int = Field(0, ge=0, le=1_000_000)
     #: Refuse to fill a volume larger than this: the fault is meant for a dedicated,
     #: size-limited data volume, never the machine's root filesystem.

@@ -296,6 +296,50 @@ def test_disk_full_fills_a_small_volume_and_frees_it(mech_topology, small_volume
     assert journal.finish()
 
 
+@pytest.fixture
+def ext4_volume(mech_topology):
+    """PostgreSQL's data volume as the postgresql role makes it: a loop-mounted ext4
+    image (32 MiB) at <host>/postgresql/volume, data directory inside."""
+    from infra.inventory import host_dir
+
+    base = host_dir(mech_topology, "db")
+    image, mount = base / "postgresql-volume.img", base / "postgresql" / "volume"
+    mount.mkdir(parents=True)
+    subprocess.run(["truncate", "--size", "32M", str(image)], check=True)
+    subprocess.run(["mkfs.ext4", "-q", "-F", str(image)], check=True)
+    subprocess.run(["mount", "-o", "loop", str(image), str(mount)], check=True)
+    (mount / "data").mkdir()
+    os.chown(mount / "data", 65534, 65534)  # nobody: stands in for the service user
+    os.chmod(mech_topology.state_dir, 0o755)  # mkdtemp made it 0700
+    yield mount
+    subprocess.run(["umount", str(mount)], check=False)
+
+
+def test_disk_full_on_ext4_leaves_only_roots_reserve(mech_topology, ext4_volume):
+    from infra.local_target import loop_devices_backed_by, release_volumes
+
+    fault, journal = make_fault(mech_topology, TestTarget(mech_topology), "disk_full",
+                                "postgresql", leave_mb=0)
+    assert fault.path == ext4_volume / "data" and fault.preflight() == []
+    asyncio.run(fault.inject())
+    st = os.statvfs(ext4_volume)
+    assert st.f_bavail == 0 and st.f_bfree * st.f_frsize >= 2**20  # root's reserve left
+    as_service = subprocess.run(
+        ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups",
+         "dd", "if=/dev/zero", f"of={ext4_volume / 'data' / 'more'}", "bs=64k", "count=16",
+         "conv=fsync"], capture_output=True, text=True, timeout=30)
+    assert as_service.returncode != 0 and "No space left" in as_service.stderr
+    (ext4_volume / "root-can").write_bytes(b"x" * 65536)  # the runbook's tools still write
+    asyncio.run(fault.rollback())
+    assert os.statvfs(ext4_volume).f_bavail * st.f_frsize > 20 * 2**20
+    assert journal.finish()
+
+    # destroy's part: unmount the volume and free its loop device.
+    assert release_volumes(mech_topology, lambda _m: None) == []
+    assert not os.path.ismount(ext4_volume)
+    assert loop_devices_backed_by(mech_topology.state_dir) == []
+
+
 def test_disk_full_refuses_the_root_filesystem(mech_topology, tmp_path):
     fault, _ = make_fault(mech_topology, TestTarget(mech_topology), "disk_full", "postgresql",
                           path=str(tmp_path))
