@@ -72,6 +72,23 @@ def _redis(topology: Topology, service: Service) -> Health:
         client.close()
 
 
+def _app(topology: Topology, service: Service) -> Health:
+    """The health view through the workers, then /metrics where Prometheus scrapes it.
+
+    The app's metrics have a listener of their own (the Gunicorn master's, see
+    app/civicpulse/gunicorn_conf.py): an app host whose workers answer but whose
+    metrics do not is blind to every app alert, so it is not healthy either.
+    """
+    health = _http(f"http://{service.endpoint}{topology.workload.health_path}")
+    if not health.ok or service.metrics_port == service.port or not service.kind.metrics_path:
+        return health
+    metrics = _http(f"http://{service.metrics_endpoint}{service.kind.metrics_path}")
+    if not metrics.ok:
+        return Health(False, f"{health.detail}; metrics on {service.metrics_endpoint}: "
+                             f"{metrics.detail}")
+    return Health(True, f"{health.detail}; metrics {metrics.detail}")
+
+
 def probe(topology: Topology, service: Service) -> Health:
     """Check one service the way its clients use it."""
     base = f"http://{service.endpoint}"
@@ -83,13 +100,15 @@ def probe(topology: Topology, service: Service) -> Health:
             return _sql(topology, service, "civicpulse", "app_db", db)
         case "redis":
             return _redis(topology, service)
-        case "nginx" | "app":
+        case "nginx":
             return _http(base + topology.workload.health_path,
                          lambda r: r.status_code == 200)
+        case "app":
+            return _app(topology, service)
         case "prometheus" | "alertmanager":
             return _http(base + "/-/ready")
         case _ if service.kind.metrics_path:
-            return _http(base + service.kind.metrics_path)
+            return _http(f"http://{service.metrics_endpoint}{service.kind.metrics_path}")
         case _:
             return _tcp(service)
 

@@ -60,6 +60,20 @@ class GunicornConfig:
     max_requests: int = 0
     max_requests_jitter: int = 0
     forwarded_allow_ips: str = "127.0.0.1,::1"
+    #: "host:port" where the Gunicorn master serves /metrics itself, so that a scrape
+    #: never queues behind busy workers; "" = the workers serve /metrics on `bind`.
+    metrics_bind: str = ""
+    #: Level of the `gunicorn.access` logger. The app already logs one JSON line per
+    #: request, so Gunicorn's own access line is off (below WARNING) by default.
+    access_log_level: str = "WARNING"
+
+    @property
+    def metrics_address(self) -> tuple[str, int] | None:
+        """(host, port) of `metrics_bind`, or None when the workers serve /metrics."""
+        if not self.metrics_bind:
+            return None
+        host, _, port = self.metrics_bind.rpartition(":")
+        return host.strip("[]"), int(port)
 
 
 @dataclass(frozen=True)
@@ -166,10 +180,7 @@ def parse_config(data: dict[str, Any], source: str) -> AppConfig:
     hosts = top.get("allowed_hosts", list, ["127.0.0.1", "localhost"])
     if not all(isinstance(h, str) and h for h in hosts):
         raise top.fail("allowed_hosts", "must be a list of non-empty strings")
-    log_level = top.get("log_level", str, "INFO").upper()
-    if log_level not in ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"):
-        raise top.fail("log_level",
-                       f"must be DEBUG, INFO, WARNING, ERROR or CRITICAL; got {log_level!r}")
+    log_level = _log_level(top, "log_level", "INFO")
     return AppConfig(
         source=source,
         secret_key=secret_key,
@@ -223,11 +234,38 @@ def _parse_redis(section: _Reader | None) -> RedisConfig | None:
     )
 
 
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+
+
+def _log_level(reader: _Reader, key: str, default: str) -> str:
+    level = reader.get(key, str, default).upper()
+    if level not in LOG_LEVELS:
+        raise reader.fail(key, f"must be DEBUG, INFO, WARNING, ERROR or CRITICAL; got {level!r}")
+    return level
+
+
+def _host_port(reader: _Reader, key: str, value: str) -> str:
+    """Check a "host:port" (IPv6 as "[::1]:port"); returns it unchanged."""
+    host, sep, port = value.rpartition(":")
+    if not sep or not host.strip("[]") or not port.isdigit() or not 1 <= int(port) <= 65535:
+        raise reader.fail(key, f"must be HOST:PORT with a port from 1 to 65535; got {value!r}")
+    return value
+
+
 def _parse_gunicorn(section: _Reader | None) -> GunicornConfig:
     if section is None:
         return GunicornConfig()
+    bind = section.get("bind", str, "127.0.0.1:8000")
+    metrics_bind = section.get("metrics_bind", str, "")
+    if metrics_bind:
+        _host_port(section, "metrics_bind", metrics_bind)
+        if metrics_bind == bind:
+            raise section.fail("metrics_bind", f"must differ from bind ({bind}): the master "
+                               "serves metrics on a listener of its own")
     return GunicornConfig(
-        bind=section.get("bind", str, "127.0.0.1:8000"),
+        bind=bind,
+        metrics_bind=metrics_bind,
+        access_log_level=_log_level(section, "access_log_level", "WARNING"),
         workers=section.get("workers", int, 2, minimum=1),
         worker_class=section.get("worker_class", str, "sync", choices=("sync", "gthread")),
         threads=section.get("threads", int, 1, minimum=1),

@@ -3,15 +3,24 @@
 Everything comes from the `gunicorn` section of the JSON config. Designed to sit
 behind nginx on the same host: loopback bind, X-Forwarded-* trusted only from the
 loopback proxy, no access log file (the app logs one JSON line per request).
+
+With `gunicorn.metrics_bind` set, the master serves /metrics on that address itself
+(`when_ready`), summing the workers' value files: a scrape never queues behind busy
+workers, and a dead master refuses it (`post_fork` closes the workers' inherited copy
+of the socket). Without it the workers serve /metrics on `bind`, as in tests and dev.
 """
 
 from __future__ import annotations
 
 import glob
+import logging
 import os
 import shutil
 import tempfile
+import time
 from typing import Any
+
+from gunicorn.glogging import Logger
 
 from civicpulse.config import get_config
 
@@ -67,10 +76,26 @@ logconfig_dict: dict[str, Any] = {
     "loggers": {
         "gunicorn.error": {"handlers": ["error_console"], "level": _cfg.log_level,
                            "propagate": False},
-        "gunicorn.access": {"handlers": ["console"], "level": _cfg.log_level,
+        "gunicorn.access": {"handlers": ["console"], "level": _g.access_log_level,
                             "propagate": False},
     },
 }
+
+
+class AccessLevelLogger(Logger):
+    """Gunicorn's logger, minus the access-line work when `gunicorn.access` is muted.
+
+    A logging config turns Gunicorn's access logging on whatever the logger's level,
+    and it builds every line's atoms before the level check; the app already logs
+    one JSON line per request, so by default (`access_log_level` WARNING) skip it all.
+    """
+
+    def access(self, resp: Any, req: Any, environ: Any, request_time: Any) -> None:
+        if self.access_log.isEnabledFor(logging.INFO):
+            super().access(resp, req, environ, request_time)
+
+
+logger_class = AccessLevelLogger
 
 
 def on_starting(server: Any) -> None:
@@ -79,6 +104,45 @@ def on_starting(server: Any) -> None:
     os.makedirs(path, exist_ok=True)
     for stale in glob.glob(os.path.join(path, "*.db")):
         os.remove(stale)
+
+
+# The master's metrics listener (None: the workers serve /metrics on `bind`).
+_metrics_server: Any = None
+_METRICS_BIND_ATTEMPTS = 5
+
+
+def when_ready(server: Any) -> None:
+    """Master, listeners bound, no worker forked yet: start serving /metrics here."""
+    global _metrics_server
+    address = _g.metrics_address
+    if address is None:
+        return
+    from civicpulse.core.metrics import MasterMetricsServer
+
+    # Like Gunicorn's own bind: a previous master's socket may take a moment to go.
+    for attempt in range(1, _METRICS_BIND_ATTEMPTS + 1):
+        try:
+            # Gunicorn empties LISTENERS when it stops accepting (SIGTERM/SIGINT/SIGQUIT).
+            _metrics_server = MasterMetricsServer(
+                *address, serving=lambda: bool(server.LISTENERS)).start()
+            break
+        except OSError as exc:
+            server.log.error("metrics: cannot listen on %s (%s), attempt %d of %d",
+                             _g.metrics_bind, exc.strerror or exc, attempt,
+                             _METRICS_BIND_ATTEMPTS)
+            if attempt == _METRICS_BIND_ATTEMPTS:
+                # Gunicorn prints a RuntimeError and exits 1; the supervisor retries.
+                raise RuntimeError(f"{_cfg.source}: gunicorn.metrics_bind "
+                                   f"{_g.metrics_bind}: {exc.strerror or exc}") from exc
+            time.sleep(1)
+    server.log.info("Serving metrics at http://%s/metrics from the master (%s)",
+                    _metrics_server.address, os.getpid())
+
+
+def post_fork(server: Any, worker: Any) -> None:
+    """Worker: only the master may hold the metrics listener."""
+    if _metrics_server is not None:
+        _metrics_server.close_inherited()
 
 
 def child_exit(server: Any, worker: Any) -> None:

@@ -229,11 +229,13 @@ def _wget(port: int, path: str) -> Healthcheck:
     return Healthcheck(("CMD", "wget", "-q", "-O", "/dev/null", f"http://127.0.0.1:{port}{path}"))
 
 
-def _python_http(port: int, path: str, start_period_s: int = 10) -> Healthcheck:
+def _python_http(port: int, path: str, start_period_s: int = 10,
+                 also: tuple[tuple[int, str], ...] = ()) -> Healthcheck:
+    """Healthy when every URL (port+path, then each of `also`) answers 200."""
     # The python:slim base has neither curl nor wget.
+    urls = [f"http://127.0.0.1:{p}{q}" for p, q in ((port, path), *also)]
     code = ("import sys, urllib.request; "
-            f"sys.exit(urllib.request.urlopen('http://127.0.0.1:{port}{path}', timeout=2)"
-            ".status != 200)")
+            f"sys.exit(any(urllib.request.urlopen(u, timeout=2).status != 200 for u in {urls!r}))")
     return Healthcheck(("CMD", "python", "-c", code), start_period_s=start_period_s)
 
 
@@ -395,7 +397,12 @@ class _Planner:
         return ContainerSpec(
             host=svc.host, service=svc.name, port=svc.port, image=APP_IMAGE, built=True,
             command=command, env=env,
-            healthcheck=_python_http(svc.port, workload.health_path, start_period_s=60),
+            # The workers' health view, and the master's own metrics listener (what
+            # Prometheus scrapes; see app/civicpulse/gunicorn_conf.py).
+            healthcheck=_python_http(
+                svc.port, workload.health_path, start_period_s=60,
+                also=(((svc.metrics_port, svc.kind.metrics_path),)
+                      if svc.metrics_port != svc.port and svc.kind.metrics_path else ())),
             files=tuple(_role_files(self.ctx, svc, UID_APP, UID_APP)),
             memory_mb=128 + 96 * sizing.workers * max(1, sizing.threads // 4),
             cpus=1.0, stop_signal="SIGTERM", stop_timeout_s=sizing.timeout_s + 5,

@@ -283,10 +283,19 @@ class Gunicorn:
     host: str = HOST
     proc: subprocess.Popen[bytes] | None = None
     extra_env: dict[str, str] = field(default_factory=dict)
+    #: Port of the master's own /metrics listener (`gunicorn.metrics_bind`), if any.
+    metrics_port: int | None = None
 
     @property
     def base_url(self) -> str:
         return f"http://{self.host}:{self.port}"
+
+    @property
+    def metrics_url(self) -> str:
+        """Where Prometheus would scrape: the master's listener, else the workers'."""
+        if self.metrics_port:
+            return f"http://{self.host}:{self.metrics_port}/metrics"
+        return f"{self.base_url}/metrics"
 
     @property
     def metrics_dir(self) -> Path:
@@ -313,7 +322,8 @@ class Gunicorn:
         def probe() -> bool:
             if self.proc is not None and self.proc.poll() is not None:
                 raise RuntimeError(f"gunicorn exited: {self.log_tail()}")
-            return httpx.get(f"{self.base_url}/metrics", timeout=2).status_code == 200
+            return all(httpx.get(url, timeout=2).status_code == 200
+                       for url in {f"{self.base_url}/metrics", self.metrics_url})
 
         wait_until(probe, f"Gunicorn on {self.base_url}", timeout=timeout)
 
@@ -328,6 +338,11 @@ class Gunicorn:
 
     def stop(self) -> None:
         stop_process(self.proc, signal.SIGTERM, timeout=30)
+        if self.proc is not None:
+            # A test may have killed the master: its orphaned workers are still in the
+            # process group (start_new_session), and must not outlive the test.
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(self.proc.pid, signal.SIGKILL)
         self.proc = None
 
 
@@ -403,7 +418,10 @@ class Stack:
         workdir.mkdir(parents=True, exist_ok=True)
         cfg_path = write_config(workdir / "config.json", config)
         port = int(config["gunicorn"]["bind"].rsplit(":", 1)[1])
-        server = Gunicorn(workdir, cfg_path, port, extra_env=extra_env or {})
+        metrics_bind = config["gunicorn"].get("metrics_bind")
+        server = Gunicorn(workdir, cfg_path, port, extra_env=extra_env or {},
+                          metrics_port=int(metrics_bind.rsplit(":", 1)[1]) if metrics_bind
+                          else None)
         self.gunicorns.append(server)
         server.start()
         return server

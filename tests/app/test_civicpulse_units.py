@@ -66,6 +66,14 @@ def test_invalid_json_named(tmp_path):
     (minimal(gunicorn={"worker_class": "gevent"}), "gunicorn.worker_class"),
     (minimal(allowed_hosts="*"), "allowed_hosts"),
     (minimal(log_level="LOUD"), "log_level"),
+    (minimal(gunicorn={"metrics_bind": "8001"}), "gunicorn.metrics_bind"),
+    (minimal(gunicorn={"metrics_bind": "127.0.0.1:0"}), "gunicorn.metrics_bind"),
+    (minimal(gunicorn={"metrics_bind": "127.0.0.1:http"}), "gunicorn.metrics_bind"),
+    (minimal(gunicorn={"metrics_bind": ":8001"}), "gunicorn.metrics_bind"),
+    (minimal(gunicorn={"metrics_bind": 8001}), "gunicorn.metrics_bind"),
+    (minimal(gunicorn={"bind": "127.0.0.1:8000", "metrics_bind": "127.0.0.1:8000"}),
+     "gunicorn.metrics_bind"),
+    (minimal(gunicorn={"access_log_level": "CHATTY"}), "gunicorn.access_log_level"),
 ])
 def test_bad_key_named_with_file(tmp_path, data, key):
     env = write(tmp_path, data)
@@ -82,6 +90,19 @@ def test_defaults(tmp_path):
     db = config.database
     assert (db.connect_timeout, db.statement_timeout_ms, db.conn_max_age) == (2, 5000, 0)
     assert config.gunicorn.bind == "127.0.0.1:8000" and config.gunicorn.workers == 2
+    # Without a metrics bind the workers serve /metrics on `bind`, as in dev and tests.
+    assert config.gunicorn.metrics_bind == "" and config.gunicorn.metrics_address is None
+    assert config.gunicorn.access_log_level == "WARNING"
+
+
+def test_metrics_bind_parsed(tmp_path):
+    config = load_config(write(tmp_path, minimal(gunicorn={"metrics_bind": "127.0.30.21:8001"})))
+    assert config.gunicorn.metrics_address == ("127.0.30.21", 8001)
+    ipv6 = load_config(write(tmp_path, minimal(gunicorn={"metrics_bind": "[::1]:9001"})))
+    assert ipv6.gunicorn.metrics_address == ("::1", 9001)
+    env = write(tmp_path, minimal())
+    env["CIVICPULSE__GUNICORN__METRICS_BIND"] = "127.0.0.1:9002"
+    assert load_config(env).gunicorn.metrics_address == ("127.0.0.1", 9002)
 
 
 def test_env_overrides_keep_types(tmp_path):
@@ -191,3 +212,44 @@ def test_gunicorn_conf_from_config(tmp_path):
     assert settings["accesslog"] is None and settings["preload_app"] is False
     assert settings["wsgi_app"] == "civicpulse.wsgi:application"
     assert settings["dir"]  # a private multiprocess dir is made when none is given
+
+
+def _gunicorn_settings(tmp_path, config: dict, probe: str) -> dict:
+    env = app_env(tmp_path / "config.json")
+    (tmp_path / "config.json").write_text(json.dumps(config))
+    (tmp_path / "config.json").chmod(0o600)
+    out = subprocess.run([sys.executable, "-c", "import json\n"
+                          "import civicpulse.gunicorn_conf as g\n" + probe
+                          + "\ng.on_exit(None)\n"],
+                         env=env, capture_output=True, text=True, timeout=60, check=True).stdout
+    return json.loads(out)
+
+
+def test_gunicorn_access_log_muted_by_default(tmp_path):
+    probe = ("print(json.dumps({'access': g.logconfig_dict['loggers']['gunicorn.access']['level'],"
+             " 'error': g.logconfig_dict['loggers']['gunicorn.error']['level'],"
+             " 'logger_class': g.logger_class.__name__}))")
+    settings = _gunicorn_settings(tmp_path, minimal(), probe)
+    # The app logs one JSON line per request; Gunicorn's own access line would double it.
+    assert settings == {"access": "WARNING", "error": "INFO",
+                        "logger_class": "AccessLevelLogger"}
+    loud = _gunicorn_settings(tmp_path, minimal(gunicorn={"access_log_level": "info"}), probe)
+    assert loud["access"] == "INFO"
+
+
+def test_access_logger_skips_the_line_below_info(tmp_path):
+    probe = (
+        "import logging\n"
+        "from gunicorn.config import Config\n"
+        "cfg = Config()\n"
+        f"cfg.set('accesslog', {str(tmp_path / 'access.log')!r})\n"
+        "log = g.AccessLevelLogger(cfg)\n"
+        "log.access_log.setLevel(logging.WARNING)\n"
+        "calls = []\n"
+        "log.atoms = lambda *a: calls.append(a) or {}\n"
+        "log.access(None, None, {}, None)\n"
+        "muted = len(calls)\n"
+        "log.access_log.setLevel(logging.INFO)\n"
+        "log.access(None, None, {}, None)\n"
+        "print(json.dumps({'muted': muted, 'loud': len(calls)}))")
+    assert _gunicorn_settings(tmp_path, minimal(), probe) == {"muted": 0, "loud": 1}

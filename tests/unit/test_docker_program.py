@@ -249,6 +249,9 @@ def test_every_container_has_a_health_check_restart_policy_and_limits(lab):
         port = lab.stack.plan.container(host, service).port
         assert str(port) in " ".join(check["tests"]), f"{host}/{service} checks its own port"
         assert check["retries"] >= 3
+        if service == "app":
+            # ... and the Gunicorn master's metrics listener, which Prometheus scrapes.
+            assert "http://127.0.0.1:8001/metrics" in " ".join(check["tests"]), host
     # Scratch images have no shell to run a check in; Prometheus' up{} covers them.
     assert sorted(no_shell) == ["nginx_exporter"]
     pg = lab.container("cp-lab-db-postgresql")
@@ -374,14 +377,17 @@ def test_local_and_docker_targets_derive_the_same_services_and_ports(lab):
     assert {(h, s) for h, s, _ in local} == set(lab.stack.containers) - {("monitor", "grafana")}
     assert set(inventory["children"]) == {s for _, s, _ in local}
 
-    # Prometheus scrapes the same service:port pairs, by alias instead of loopback address.
+    # Prometheus scrapes the same service:metrics port pairs, by alias instead of loopback
+    # address (the app on the master's metrics listener, not the workers' port).
     uploads, _ = unwrap(lab.container("cp-lab-monitor-prometheus")["uploads"])
     prom = yaml.safe_load(next(u["content"] for u in uploads
                                if u["file"] == "/etc/prometheus/prometheus.yml"))
     scraped = {t for job in prom["scrape_configs"] for sc in job["static_configs"]
                for t in sc["targets"]}
-    expected = {f"{s.host}:{s.port}" for s in lab.topology.services if s.kind.metrics_path}
+    expected = {f"{s.host}:{s.metrics_port}" for s in lab.topology.services
+                if s.kind.metrics_path}
     assert scraped == expected
+    assert {"app1:8001", "app2:8001"} <= scraped
     am = prom["alerting"]["alertmanagers"][0]["static_configs"][0]["targets"]
     assert am == [f"monitor:{lab.topology.one('alertmanager').port}"]
 

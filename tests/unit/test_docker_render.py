@@ -58,6 +58,9 @@ def test_services_bind_everywhere_in_their_namespace_and_clients_use_aliases(lab
     assert config["secret_key"] == "value-of-django_secret_key"
     # nginx is reached from the Docker host on its published stack address.
     assert "127.0.10.10" in config["allowed_hosts"]
+    # The Gunicorn master serves /metrics on the stack's metrics port, in its namespace.
+    assert config["gunicorn"]["bind"] == "0.0.0.0:8000"
+    assert config["gunicorn"]["metrics_bind"] == "0.0.0.0:8001"
 
     pgbouncer = file_text(lab_plan, "pool", "pgbouncer", "pgbouncer.ini")
     assert "civicpulse = host=db port=5432 dbname=civicpulse" in pgbouncer

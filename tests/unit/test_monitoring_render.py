@@ -55,8 +55,13 @@ def test_scrape_jobs_targets_and_host_labels_come_from_the_stack():
         # An exporter speaks for the host of the service it exports.
         host = LAB.one(svc.kind.exports).host if svc.kind.exports else svc.host
         service = svc.kind.exports or job
-        assert (job, svc.endpoint, host, service) in targets
+        assert (job, svc.metrics_endpoint, host, service) in targets
     assert {t[2] for t in targets if t[0] == "app"} == {"app1", "app2"}
+    # The app is scraped on its Gunicorn master's metrics listener, never on the port
+    # its (possibly all busy) workers serve requests on.
+    app_targets = {t[1] for t in targets if t[0] == "app"}
+    assert app_targets == {f"{s.address}:{s.metrics_port}" for s in LAB.instances("app")}
+    assert not any(s.endpoint in app_targets for s in LAB.instances("app"))
     alertmanagers = config["alerting"]["alertmanagers"][0]["static_configs"][0]["targets"]
     assert alertmanagers == [LAB.one("alertmanager").endpoint]
 

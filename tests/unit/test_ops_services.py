@@ -118,3 +118,43 @@ def test_resume_continues_only_stopped_processes(monkeypatch):
     infos = [processes.ProcessInfo(1, 0, "S", "a"), processes.ProcessInfo(2, 1, "T", "b")]
     assert processes.resume(infos) == [2]
     assert sent == [(2, processes.signal.SIGCONT)]
+
+
+def test_app_probe_needs_the_health_view_and_the_masters_metrics(topology, monkeypatch):
+    """An app host is healthy when its workers answer the health view and its Gunicorn
+    master answers /metrics on the metrics port (what Prometheus scrapes)."""
+    import httpx
+
+    from infra import health
+
+    answers: dict[str, object] = {}
+    asked: list[str] = []
+
+    def get(url, timeout):
+        asked.append(url)
+        answer = answers.get(url, 200)
+        if isinstance(answer, Exception):
+            raise answer
+        return httpx.Response(answer)
+
+    monkeypatch.setattr(health.httpx, "get", get)
+    app1 = next(s for s in topology.instances("app") if s.host == "app1")
+    metrics_url = f"http://{app1.address}:{app1.metrics_port}/metrics"
+    health_url = f"http://{app1.endpoint}{topology.workload.health_path}"
+    assert app1.metrics_port != app1.port
+
+    result = health.probe(topology, app1)
+    assert result.ok and asked == [health_url, metrics_url]
+
+    answers[metrics_url] = httpx.ConnectError("refused")
+    result = health.probe(topology, app1)
+    assert not result.ok and f"metrics on {app1.address}:{app1.metrics_port}" in result.detail
+
+    asked.clear()
+    answers[health_url] = 503
+    assert not health.probe(topology, app1).ok and asked == [health_url]
+
+    # Exporters are probed on their metrics endpoint, which is their port.
+    node = topology.one("node_exporter")
+    asked.clear()
+    assert health.probe(topology, node).ok and asked == [f"http://{node.endpoint}/metrics"]
