@@ -89,6 +89,23 @@ def _app(topology: Topology, service: Service) -> Health:
     return Health(True, f"{health.detail}; metrics {metrics.detail}")
 
 
+def alive(topology: Topology, service: Service) -> Health:
+    """Liveness, not readiness: does the process answer at all?
+
+    An app host whose health view says 503 because PostgreSQL is slow or down is alive;
+    restarting it cures nothing and turns a degraded tier into an outage (a GameDay
+    measured exactly that: restarting slow-but-alive app hosts added two AppHostDown
+    pages and 658 errors). Other services: their readiness probe is their liveness.
+    """
+    if service.name != "app":
+        return probe(topology, service)
+    health = _http(f"http://{service.endpoint}{topology.workload.health_path}",
+                   lambda r: r.status_code < 600)
+    if not health.ok or service.metrics_port == service.port or not service.kind.metrics_path:
+        return health
+    return _http(f"http://{service.metrics_endpoint}{service.kind.metrics_path}")
+
+
 def probe(topology: Topology, service: Service) -> Health:
     """Check one service the way its clients use it."""
     base = f"http://{service.endpoint}"

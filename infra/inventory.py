@@ -109,6 +109,8 @@ def host_vars(topology: Topology, host: Host) -> dict[str, Any]:
     for svc in host.services:
         hv[f"{svc.name}_address"] = svc.address
         hv[f"{svc.name}_port"] = svc.port
+        if svc.metrics_port != svc.port:
+            hv[f"{svc.name}_metrics_port"] = svc.metrics_port
         hv[f"{svc.name}_user"] = svc.kind.user
         for key, value in sizing.get(svc.name, {}).items():
             hv[f"{svc.name}_{key}"] = value

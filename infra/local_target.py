@@ -107,7 +107,8 @@ def status(topology: Topology) -> dict[str, Any]:
             rows.append({"host": host.name, "service": svc.name, "address": svc.endpoint,
                          "state": states.get(svc.name, "ABSENT"), "healthy": h.ok,
                          "detail": h.detail,
-                         "scrape": scrapes.get(svc.endpoint, "-" if scrapes else "unknown")})
+                         "scrape": scrapes.get(svc.metrics_endpoint,
+                                               "-" if scrapes else "unknown")})
     return {
         "stack": topology.stack,
         "services": rows,
@@ -120,11 +121,12 @@ def listening(topology: Topology) -> list[str]:
     """Endpoints of the stack that still accept connections."""
     alive = []
     for svc in topology.services:
-        try:
-            with socket.create_connection((svc.address, svc.port), timeout=0.5):
-                alive.append(f"{svc.host}/{svc.name} {svc.endpoint}")
-        except OSError:
-            pass
+        for port in sorted({svc.port, svc.metrics_port}):
+            try:
+                with socket.create_connection((svc.address, port), timeout=0.5):
+                    alive.append(f"{svc.host}/{svc.name} {svc.address}:{port}")
+            except OSError:
+                pass
     return alive
 
 

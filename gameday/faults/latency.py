@@ -6,12 +6,15 @@ chain, scoped to the client's system user, sends the client's *new* connections 
 the server's address:port on to the proxy, which connects upstream as root (not
 matched by the rule). Verified on this kernel with nft 1.0.6. Consequences:
 
-- Only new connections are rerouted. The app opens a database connection per
-  request (CONN_MAX_AGE 0), so the fault takes effect at once; a client with
-  persistent connections would need them recycled.
-- Rollback deletes the rule first (new connections go direct again) and then lets the
-  proxy drain its open connections with the delay at zero, so in-flight queries are
-  not cut.
+- Only new connections are rerouted. The app keeps its PgBouncer connections for
+  conn_max_age (300 s in the stacks), so the fault reaches a worker when it next opens
+  one; under load that is within seconds of a restart or an error.
+- Rollback stops the proxy first (SIGTERM: the delay drops to zero, it stops
+  accepting, open connections get `--drain-s` to finish, then they are closed so the
+  app reconnects), and only then deletes the rule. The other order was measured to
+  strand queries in flight on the app's long-lived connections: Gunicorn's worker
+  timeout (30 s) was what finally freed them, and recovery took 27–39 s instead of
+  ~11 s.
 """
 
 from __future__ import annotations
@@ -27,6 +30,8 @@ from gameday.faults.network import _NftFault
 from gameday.targets.base import NetworkFault
 
 PROXY_SCRIPT = Path(tcp_proxy.__file__).resolve()
+#: How long a stopping proxy lets open connections finish (tcp_proxy.py --drain-s).
+PROXY_DRAIN_S = 5.0
 
 
 class ProxyStartError(Exception):
@@ -40,7 +45,7 @@ async def start_proxy(listen: str, upstream: str, latency_ms: float, jitter_ms: 
     argv = [sys.executable, str(PROXY_SCRIPT), "--listen", listen, "--upstream", upstream,
             "--latency-ms", str(latency_ms), "--jitter-ms", str(jitter_ms),
             "--direction", direction, "--max-lifetime-s", str(lifetime_s),
-            "--marker", marker]
+            "--marker", marker, "--drain-s", str(PROXY_DRAIN_S)]
     if delete_nft_on_expiry:
         argv.append("--on-expiry-delete-nft-table")
     # Own session: a Ctrl-C in the terminal must reach the engine only, which then
@@ -99,11 +104,16 @@ class Latency(_NftFault):
             self.ctx.log(f"latency proxy {addr}:{port} → {svc.endpoint} (+{p.latency_ms} ms)")
 
     async def rollback(self) -> list[str]:
-        done = await super().rollback()
+        # Proxy first, rule second: see the module docstring. The journal's handlers
+        # (run by super().rollback()) then find the proxy gone and delete the table.
+        for proc in getattr(self, "_procs", []):
+            if proc.returncode is None:
+                proc.terminate()
         for proc in getattr(self, "_procs", []):
             # Reap the child so it does not linger as a zombie of the engine.
             try:
-                await asyncio.wait_for(proc.wait(), timeout=15)
+                await asyncio.wait_for(proc.wait(), timeout=PROXY_DRAIN_S + 2)
             except TimeoutError:
                 proc.kill()
-        return done
+                await proc.wait()
+        return await super().rollback()

@@ -59,7 +59,8 @@ def _logs_args(p: argparse.ArgumentParser) -> None:
 def _restart_args(p: argparse.ArgumentParser) -> None:
     _service_host(p)
     p.add_argument("--unhealthy", action="store_true",
-                   help="only instances failing their health probe (all hosts of the service)")
+                   help="only instances that do not answer at all (all hosts of the service); "
+                        "alive but not ready (e.g. app 503 on a slow database) is left alone")
     p.add_argument("--wait", type=float, default=30.0, metavar="SECONDS",
                    help="how long to wait for health afterwards (default 30)")
 

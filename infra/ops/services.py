@@ -13,7 +13,7 @@ import subprocess
 import time
 from pathlib import Path
 
-from infra.health import Health, probe
+from infra.health import Health, alive, probe
 from infra.inventory import host_dir
 from infra.ops import processes
 from infra.ops.outcome import OpsError, Outcome
@@ -183,14 +183,17 @@ def restart(topology: Topology, service: str, host: str | None = None,
     targets = instances(topology, service, host)
     if len(targets) > 1 and not host and not unhealthy_only:
         raise OpsError(f"{service} runs on {', '.join(s.host for s in targets)}: pass --host "
-                       "to restart one, or --unhealthy to restart only those that fail their "
-                       "health probe (restarting all at once is an outage)")
+                       "to restart one, or --unhealthy to restart only those that do not answer "
+                       "at all (restarting all at once is an outage)")
     outcome = Outcome(title=f"restart {service}",
                       columns=["host", "service", "before", "action", "after"])
     for svc in targets:
         before = probe(topology, svc)
-        if unhealthy_only and before.ok:
-            outcome.rows.append([svc.host, svc.name, "ok", "healthy: left alone", "ok"])
+        if unhealthy_only and (before.ok or alive(topology, svc).ok):
+            state = "ok" if before.ok else f"alive, not ready ({before.detail})"
+            outcome.rows.append([svc.host, svc.name, state,
+                                 "answers: left alone (a restart cures no slow dependency)",
+                                 state])
             continue
         action = bring_back(topology, svc)
         after = _wait_healthy(topology, svc, wait_s)

@@ -17,7 +17,13 @@ def topology(tmp_path):
 
 
 @pytest.fixture
-def fake_stack(monkeypatch):
+def alive_only():
+    """Instances that answer but are not ready (their probe fails, liveness holds)."""
+    return set()
+
+
+@pytest.fixture
+def fake_stack(monkeypatch, alive_only):
     """Health per (host, service), mutable by the test; every action is recorded."""
     health = {}
     actions = []
@@ -25,12 +31,16 @@ def fake_stack(monkeypatch):
     def probe(_t, svc):
         return Health(health.get((svc.host, svc.name), True), "probe")
 
+    def alive(_t, svc):
+        return Health((svc.host, svc.name) in alive_only, "liveness")
+
     def bring_back(_t, svc):
         actions.append(f"{svc.name}@{svc.host}")
         health[(svc.host, svc.name)] = True
         return "restarted"
 
     monkeypatch.setattr(services, "probe", probe)
+    monkeypatch.setattr(services, "alive", alive)
     monkeypatch.setattr(services, "bring_back", bring_back)
     monkeypatch.setattr(services, "program_state", lambda _t, _s: "RUNNING")
     return health, actions
@@ -41,7 +51,19 @@ def test_restart_unhealthy_touches_only_failing_instances(topology, fake_stack):
     health[("app2", "app")] = False
     outcome = services.restart(topology, "app", unhealthy_only=True, wait_s=0)
     assert outcome.ok and actions == ["app@app2"]
-    assert [r["action"] for r in outcome.records()] == ["healthy: left alone", "restarted"]
+    assert [r["action"].split(":")[0] for r in outcome.records()] == ["answers", "restarted"]
+
+
+def test_restart_unhealthy_leaves_alive_but_not_ready_hosts_alone(topology, fake_stack,
+                                                                alive_only):
+    # Both app hosts answer 503 because the database is slow: restarting them would
+    # turn a degraded tier into an outage.
+    health, actions = fake_stack
+    health[("app1", "app")] = health[("app2", "app")] = False
+    alive_only.update({("app1", "app"), ("app2", "app")})
+    outcome = services.restart(topology, "app", unhealthy_only=True, wait_s=0)
+    assert actions == []
+    assert all(r["before"].startswith("alive, not ready") for r in outcome.records())
 
 
 def test_restart_of_one_host_and_a_failure_that_persists(topology, fake_stack, monkeypatch):
