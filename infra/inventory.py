@@ -87,6 +87,7 @@ def host_vars(topology: Topology, host: Host) -> dict[str, Any]:
         "cp_address": host.address,
         "cp_host_dir": str(host_dir(topology, host.name)),
         "cp_services": [s.name for s in host.services],
+        "cp_roles": host_roles(host),
         "ansible_python_interpreter": HOST_PYTHON,
     }
     if host.connection == "local":
@@ -115,6 +116,23 @@ def host_vars(topology: Topology, host: Host) -> dict[str, Any]:
         for key, value in sizing.get(svc.name, {}).items():
             hv[f"{svc.name}_{key}"] = value
     return hv
+
+
+#: The Ansible role of each service, in the order a host applies them (site.yml):
+#: a database before its pool, back ends before the proxy, exporters after what they
+#: watch, Alertmanager before the Prometheus that sends to it.
+ROLE_ORDER = ("postgresql", "pgbouncer", "redis", "app", "nginx", "exporters",
+              "alertmanager", "prometheus")
+
+
+def role_of(service: str) -> str:
+    return "exporters" if service.endswith("_exporter") else service
+
+
+def host_roles(host: Host) -> list[str]:
+    """The roles site.yml includes on this host, in ROLE_ORDER."""
+    wanted = {role_of(s.name) for s in host.services}
+    return [role for role in ROLE_ORDER if role in wanted]
 
 
 def build_inventory(topology: Topology) -> dict[str, Any]:
