@@ -177,3 +177,16 @@ def test_state_dirs_of_two_stacks_do_not_overlap(tmp_path):
     lab = load_stack("lab")
     assert other.state_dir != lab.state_dir
     assert not {s.endpoint for s in other.services} & {s.endpoint for s in lab.services}
+
+
+def test_each_host_gets_its_roles_in_dependency_order():
+    inventory = build_inventory(load_stack("lab"))
+    hosts = inventory["all"]["hosts"]
+    assert hosts["db"]["cp_roles"] == ["postgresql", "exporters"]
+    assert hosts["monitor"]["cp_roles"] == ["exporters", "alertmanager", "prometheus"]
+    assert hosts["edge"]["cp_roles"] == ["nginx", "exporters"]
+    assert hosts["app1"]["cp_roles"] == ["app"]
+    # Every role a host is given exists under playbooks/roles.
+    roles_dir = Path(__file__).resolve().parents[2] / "playbooks" / "roles"
+    for host in hosts.values():
+        assert all((roles_dir / role / "tasks" / "main.yml").is_file() for role in host["cp_roles"])
