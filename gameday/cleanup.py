@@ -5,7 +5,7 @@ For a run that was SIGKILLed, lost its machine, or whose rollback failed. Two pa
 1. the journal: every entry not marked undone, newest first, through the same undo
    handlers the engine uses (`gameday.faults.base.UNDO_HANDLERS`);
 2. sweeps that need no journal (it may be missing or torn): delete the nft table
-   `inet civicpulse_gameday` whole, kill our helper processes (fault proxies, CPU busy
+   `inet civicpulse_gameday_<stack>` whole, kill our helper processes (fault proxies, CPU busy
    loops: found by the marker in their argv), SIGCONT every stopped process of the
    stack's services, delete balloon files at the root of every volume mounted in the
    stack's state and in the hosts' directories.
@@ -22,7 +22,7 @@ from typing import Any
 
 import httpx
 
-from gameday import procfs
+from gameday import nft, procfs
 from gameday.faults import load_all
 from gameday.faults.base import UNDO_HANDLERS, UndoContext, run_undo
 from gameday.faults.disk import BALLOON
@@ -101,7 +101,8 @@ def _sweep(topology: Topology, target: Target, report: CleanupReport) -> None:
     try:
         if target.network_faults_active():
             target.remove_network_faults()
-            report.actions.append("sweep: deleted nft table inet civicpulse_gameday")
+            report.actions.append("sweep: deleted nft table inet "
+                                  f"{nft.table_for(topology.stack)}")
     except Exception as exc:  # noqa: BLE001
         report.problems.append(f"sweep: could not delete the nft table: {exc}")
 

@@ -5,9 +5,10 @@ Facts this relies on (measured, DESIGN §2): on loopback every client connects f
 per service. `drop` partitions (clients time out; removing the rule restores at
 once); `numgen random mod 100 < N drop` loses N% (shows as retransmit latency); a
 `dnat` in a nat/output chain reroutes a client's new connections through a fault
-proxy without touching the client's config. Everything lives in table
-`inet civicpulse_gameday`, and rollback deletes that table whole: no rule of ours can
-be left behind by a partial rollback.
+proxy without touching the client's config. Everything lives in one table per stack,
+`inet civicpulse_gameday_<stack>` (two stacks' GameDays never touch each other's
+rules), and rollback deletes that table whole: no rule of ours can be left behind by
+a partial rollback.
 """
 
 from __future__ import annotations
@@ -18,13 +19,18 @@ from collections.abc import Sequence
 
 from gameday.targets.base import NetworkFault
 
-TABLE = "civicpulse_gameday"
+TABLE_PREFIX = "civicpulse_gameday_"
 FAMILY = "inet"
 NFT = "/usr/sbin/nft"
 
 
 class NftError(Exception):
     pass
+
+
+def table_for(stack: str) -> str:
+    """The stack's own table (stack names allow '-', nft identifiers do not)."""
+    return TABLE_PREFIX + stack.replace("-", "_")
 
 
 def _quote(text: str) -> str:
@@ -59,7 +65,7 @@ def rule_for(fault: NetworkFault) -> tuple[str, str]:
     raise ValueError(f"unknown network fault kind {fault.kind!r}")
 
 
-def render(faults: Sequence[NetworkFault]) -> str:
+def render(faults: Sequence[NetworkFault], table: str) -> str:
     """One atomic nft transaction that replaces our table with these faults."""
     chains: dict[str, list[str]] = {"filter_output": [], "nat_output": []}
     for fault in faults:
@@ -69,9 +75,9 @@ def render(faults: Sequence[NetworkFault]) -> str:
         # Create-then-delete makes the delete succeed whether or not the table exists,
         # and the whole file is one transaction: the old rules and the new ones are
         # never both active, and a bad rule leaves the old state untouched.
-        f"table {FAMILY} {TABLE} {{}}",
-        f"delete table {FAMILY} {TABLE}",
-        f"table {FAMILY} {TABLE} {{",
+        f"table {FAMILY} {table} {{}}",
+        f"delete table {FAMILY} {table}",
+        f"table {FAMILY} {table} {{",
         "  chain filter_output {",
         "    type filter hook output priority 0; policy accept;",
         *(f"    {r}" for r in chains["filter_output"]),
@@ -94,19 +100,19 @@ def _nft(args: Sequence[str], stdin: str | None = None, timeout: float = 10) -> 
     return proc.stdout
 
 
-def apply(faults: Sequence[NetworkFault]) -> None:
-    _nft(["-f", "-"], stdin=render(faults))
+def apply(faults: Sequence[NetworkFault], table: str) -> None:
+    _nft(["-f", "-"], stdin=render(faults, table))
 
 
-def delete_table() -> bool:
-    """Delete our table; returns whether it existed."""
-    if not table_exists():
+def delete_table(table: str) -> bool:
+    """Delete the table; returns whether it existed."""
+    if not table_exists(table):
         return False
-    _nft(["delete", "table", FAMILY, TABLE])
+    _nft(["delete", "table", FAMILY, table])
     return True
 
 
-def table_exists() -> bool:
+def table_exists(table: str) -> bool:
     try:
         out = _nft(["-j", "list", "tables"])
     except (NftError, FileNotFoundError):
@@ -114,14 +120,14 @@ def table_exists() -> bool:
     try:
         data = json.loads(out)
     except ValueError:
-        return f"{FAMILY} {TABLE}" in out
-    return any(item.get("table", {}).get("name") == TABLE
+        return f"{FAMILY} {table}" in out
+    return any(item.get("table", {}).get("name") == table
                and item.get("table", {}).get("family") == FAMILY
                for item in data.get("nftables", []))
 
 
-def list_table() -> str:
+def list_table(table: str) -> str:
     try:
-        return _nft(["list", "table", FAMILY, TABLE])
+        return _nft(["list", "table", FAMILY, table])
     except NftError:
         return ""

@@ -107,8 +107,8 @@ class Proxy:
             self.connections.discard(task)
 
 
-def delete_nft_table() -> None:
-    subprocess.run(["/usr/sbin/nft", "delete", "table", "inet", "civicpulse_gameday"],
+def delete_nft_table(table: str) -> None:
+    subprocess.run(["/usr/sbin/nft", "delete", "table", "inet", table],
                    capture_output=True, check=False, timeout=10)
 
 
@@ -131,7 +131,7 @@ async def serve(args: argparse.Namespace) -> int:
     except TimeoutError:
         expired = True
         if args.on_expiry_delete_nft_table:
-            delete_nft_table()
+            delete_nft_table(args.on_expiry_delete_nft_table)
     server.close()
     toxics.latency_ms = toxics.jitter_ms = 0
     deadline = loop.time() + args.drain_s
@@ -153,7 +153,8 @@ def main(argv: list[str] | None = None) -> int:
                         default="downstream")
     parser.add_argument("--max-lifetime-s", type=float, required=True)
     parser.add_argument("--drain-s", type=float, default=5)
-    parser.add_argument("--on-expiry-delete-nft-table", action="store_true")
+    parser.add_argument("--on-expiry-delete-nft-table", metavar="TABLE", default="",
+                        help="the GameDay's nft table (inet) to delete on expiry")
     parser.add_argument("--marker", default="", help="tag in argv for cleanup to find us")
     args = parser.parse_args(argv)
     return asyncio.run(serve(args))

@@ -24,7 +24,7 @@ import os
 import sys
 from pathlib import Path
 
-from gameday import tcp_proxy
+from gameday import nft, tcp_proxy
 from gameday.faults.base import marker_for
 from gameday.faults.network import _NftFault
 from gameday.targets.base import NetworkFault
@@ -40,14 +40,14 @@ class ProxyStartError(Exception):
 
 async def start_proxy(listen: str, upstream: str, latency_ms: float, jitter_ms: float,
                       direction: str, lifetime_s: float, marker: str,
-                      delete_nft_on_expiry: bool = True) -> tuple[asyncio.subprocess.Process,
+                      nft_table: str = "") -> tuple[asyncio.subprocess.Process,
                                                                   tuple[str, int]]:
     argv = [sys.executable, str(PROXY_SCRIPT), "--listen", listen, "--upstream", upstream,
             "--latency-ms", str(latency_ms), "--jitter-ms", str(jitter_ms),
             "--direction", direction, "--max-lifetime-s", str(lifetime_s),
             "--marker", marker, "--drain-s", str(PROXY_DRAIN_S)]
-    if delete_nft_on_expiry:
-        argv.append("--on-expiry-delete-nft-table")
+    if nft_table:
+        argv += ["--on-expiry-delete-nft-table", nft_table]
     # Own session: a Ctrl-C in the terminal must reach the engine only, which then
     # rolls back in order (rule first, proxy last).
     proc = await asyncio.create_subprocess_exec(
@@ -88,15 +88,14 @@ class Latency(_NftFault):
                 {"handler": "kill_marked_processes", "marker": marker, "pids": []})
             proc, (addr, port) = await start_proxy(
                 f"{svc.address}:0", svc.endpoint, p.latency_ms, p.jitter_ms, p.direction,
-                lifetime_s=self.spec.duration_s + 120, marker=marker)
+                lifetime_s=self.spec.duration_s + 120, marker=marker,
+                nft_table=nft.table_for(self.ctx.topology.stack))
             self._procs.append(proc)
             self.ctx.journal.update_undo(proxy_entry, pids=[proc.pid])
             self.applied(proxy_entry)
             fault = NetworkFault(kind="redirect", from_users=self.from_users,
                                  daddr=svc.address, dport=svc.port, redirect_to=(addr, port),
                                  comment=f"gameday {self.ctx.run_id} latency")
-            from gameday import nft
-
             entry = self.journal(f"nft redirect: {nft.rule_for(fault)[1]}",
                                  {"handler": "delete_nft_table"})
             await asyncio.to_thread(self.ctx.target.apply_network_fault, fault)

@@ -20,7 +20,7 @@ from gameday.targets.base import NetworkFault
 @undo_handler("delete_nft_table")
 def _delete_table(ctx: UndoContext, undo: dict[str, Any]) -> str:
     ctx.target.remove_network_faults()
-    return f"deleted nft table {nft.FAMILY} {nft.TABLE}"
+    return f"deleted nft table {nft.FAMILY} {nft.table_for(ctx.topology.stack)}"
 
 
 def user_problems(users: list[str]) -> list[str]:
@@ -51,7 +51,8 @@ class _NftFault(Fault):
         ) for svc in self.services]
 
     def plan(self) -> list[str]:
-        return [f"nft: {nft.rule_for(f)[1]}  (table {nft.FAMILY} {nft.TABLE}, "
+        return [f"nft: {nft.rule_for(f)[1]}  (table {nft.FAMILY} "
+                f"{nft.table_for(self.ctx.topology.stack)}, "
                 f"{self.spec.duration_s:g}s)" for f in self.network_faults()]
 
     def preflight(self) -> list[str]:

@@ -3,8 +3,8 @@
 Services are supervisord programs named after the service; `supervisorctl -c
 <state_dir>/hosts/<host>/supervisor/supervisord.conf` controls them. Signals go
 straight to the processes (supervisord restarts what dies: autorestart=true). Network
-faults are nftables rules in table `inet civicpulse_gameday`, scoped by the client
-service's system user.
+faults are nftables rules in the stack's own table (`inet civicpulse_gameday_<stack>`),
+scoped by the client service's system user.
 """
 
 from __future__ import annotations
@@ -130,12 +130,12 @@ class LocalTarget(Target):
 
     def apply_network_fault(self, fault: NetworkFault) -> None:
         faults = [*self._network_faults, fault]
-        nft.apply(faults)
+        nft.apply(faults, nft.table_for(self.topology.stack))
         self._network_faults = faults
 
     def remove_network_faults(self) -> None:
         self._network_faults = []
-        nft.delete_table()
+        nft.delete_table(nft.table_for(self.topology.stack))
 
     def network_faults_active(self) -> bool:
-        return nft.table_exists()
+        return nft.table_exists(nft.table_for(self.topology.stack))

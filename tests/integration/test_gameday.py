@@ -87,7 +87,7 @@ def test_report_is_written(gameday_run):
 
 def test_stack_is_clean_and_healthy_afterwards(gameday_run, deployed_stack):
     assert read_journal(deployed_stack.state_dir) is None
-    assert not nft.table_exists()
+    assert not nft.table_exists(nft.table_for(deployed_stack.stack))
     report = cleanup(deployed_stack)
     assert report.ok, (report.problems, report.health)
     assert report.actions == []  # nothing was left to undo
@@ -98,7 +98,7 @@ def test_dry_run_plans_every_scenario_without_touching_the_stack(deployed_stack,
                       progress=Progress())
     assert {r.status for r in run.results} <= {PLANNED, SKIPPED}
     assert not journal_path(deployed_stack.state_dir).exists()
-    assert not nft.table_exists()
+    assert not nft.table_exists(nft.table_for(deployed_stack.stack))
 
 
 def _engine(stack_file: Path, scenario: str, reports: Path) -> subprocess.Popen:
@@ -126,10 +126,10 @@ def _wait_for_applied_fault(topology, proc, timeout=120.0) -> None:
 def test_sigterm_rolls_back_in_process(deployed_stack, itest_stack_file, tmp_path):
     proc = _engine(itest_stack_file, "redis-partition", tmp_path)
     _wait_for_applied_fault(deployed_stack, proc)
-    assert nft.table_exists()
+    assert nft.table_exists(nft.table_for(deployed_stack.stack))
     os.kill(proc.pid, signal.SIGTERM)
     assert proc.wait(timeout=120) == 130
-    assert not nft.table_exists()
+    assert not nft.table_exists(nft.table_for(deployed_stack.stack))
     assert read_journal(deployed_stack.state_dir) is None
 
 
@@ -138,8 +138,9 @@ def test_cleanup_undoes_what_a_killed_engine_left(deployed_stack, itest_stack_fi
     _wait_for_applied_fault(deployed_stack, proc)
     proc.send_signal(signal.SIGKILL)  # no rollback can run
     proc.wait(timeout=30)
-    assert nft.table_exists()  # the partition is still in place
+    # The partition is still in place.
+    assert nft.table_exists(nft.table_for(deployed_stack.stack))
     report = cleanup(deployed_stack)
     assert report.journal_found
-    assert not nft.table_exists()
+    assert not nft.table_exists(nft.table_for(deployed_stack.stack))
     assert report.ok, (report.problems, report.health)

@@ -50,6 +50,10 @@ class TestTarget(LocalTarget):
         return CLIENT_USER
 
 
+#: The nft table of the `gdmech` stack below.
+TABLE = nft.table_for("gdmech")
+
+
 @pytest.fixture
 def mech_topology(tmp_path: Path):
     # Short: supervisord's control socket lives under the state dir, and AF_UNIX paths
@@ -74,9 +78,9 @@ def mech_topology(tmp_path: Path):
 
 @pytest.fixture(autouse=True)
 def no_leftover_rules():
-    nft.delete_table()
+    nft.delete_table(TABLE)
     yield
-    nft.delete_table()
+    nft.delete_table(TABLE)
 
 
 def echo_server(address: str, port: int) -> subprocess.Popen:
@@ -159,12 +163,12 @@ def test_partition_cuts_off_only_the_scoped_user(mech_topology, redis_like):
     fault, journal = make_fault(mech_topology, target, "network_partition", "redis",
                                 from_services=["app"])
     asyncio.run(fault.inject())
-    assert nft.table_exists()
+    assert nft.table_exists(TABLE)
     assert probe(redis_like.address, redis_like.port, as_user=CLIENT_USER,
                  timeout=0.5)[:2] == (0, 3)
     assert probe(redis_like.address, redis_like.port)[:2] == (3, 0)  # root: not scoped
     asyncio.run(fault.rollback())
-    assert not nft.table_exists()
+    assert not nft.table_exists(TABLE)
     assert probe(redis_like.address, redis_like.port, as_user=CLIENT_USER)[:2] == (3, 0)
     assert journal.finish()
 
@@ -200,7 +204,7 @@ def test_latency_proxy_in_the_data_path(mech_topology, pgbouncer_like):
     assert failed == 0 and proxies
     assert 190 <= during - before <= 400, (before, during)
     assert root < 100  # root's connections (the proxy's upstream) are not redirected
-    assert not nft.table_exists()
+    assert not nft.table_exists(TABLE)
     assert not procfs.pids_with_marker("civicpulse-gameday-gdmech-proxy")
     assert probe(address, port, as_user=CLIENT_USER)[2] < 100
     assert journal.finish()
@@ -241,12 +245,12 @@ def test_cleanup_after_a_killed_run_removes_rules_and_proxy(mech_topology, pgbou
     assert engine.stdout.readline().strip() == "INJECTED"
     engine.kill()  # SIGKILL: no rollback can run
     engine.wait(10)
-    assert nft.table_exists()
+    assert nft.table_exists(TABLE)
     assert procfs.pids_with_marker("civicpulse-gameday-gdmech-proxy")
     report = cleanup(mech_topology, TestTarget(mech_topology), check_health=False)
     assert not report.problems, report.problems
     assert report.journal_found
-    assert not nft.table_exists()
+    assert not nft.table_exists(TABLE)
     assert not procfs.pids_with_marker("civicpulse-gameday-gdmech-")
     assert read_journal(mech_topology.state_dir) is None
     assert probe(pgbouncer_like.address, pgbouncer_like.port, as_user=CLIENT_USER)[:2] == (3, 0)

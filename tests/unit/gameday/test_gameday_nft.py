@@ -35,10 +35,17 @@ def test_unscoped_rules_are_refused():
 
 
 def test_render_replaces_the_whole_table_atomically():
-    text = nft.render([NetworkFault("drop", ("cp-app",), "127.0.10.41", 6379, comment="gd")])
+    text = nft.render([NetworkFault("drop", ("cp-app",), "127.0.10.41", 6379, comment="gd")],
+                      nft.table_for("lab"))
     lines = text.splitlines()
-    assert lines[0] == "table inet civicpulse_gameday {}"
-    assert lines[1] == "delete table inet civicpulse_gameday"
+    assert lines[0] == "table inet civicpulse_gameday_lab {}"
+    assert lines[1] == "delete table inet civicpulse_gameday_lab"
     assert "type filter hook output priority 0; policy accept;" in text
     assert "type nat hook output priority -100; policy accept;" in text
     assert 'drop comment "gd"' in text
+
+
+def test_each_stack_has_its_own_table():
+    # Two stacks' GameDays must never replace or delete each other's rules.
+    assert nft.table_for("lab") != nft.table_for("itest")
+    assert nft.table_for("my-stack") == "civicpulse_gameday_my_stack"  # nft: no '-'
