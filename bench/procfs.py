@@ -82,11 +82,11 @@ def _listen_inodes(address: str, port: int) -> set[str]:
     return inodes
 
 
-def listener_pids(address: str, port: int) -> list[int]:
-    """Root processes holding the listening socket of address:port (not their workers)."""
+def socket_holders(address: str, port: int) -> set[int]:
+    """Every process holding the listening socket of address:port (workers included)."""
     inodes = {f"socket:[{i}]" for i in _listen_inodes(address, port)}
     if not inodes:
-        return []
+        return set()
     holders = set()
     for entry in PROC.iterdir():
         if not entry.name.isdigit():
@@ -102,6 +102,12 @@ def listener_pids(address: str, port: int) -> list[int]:
                     break
             except OSError:
                 continue
+    return holders
+
+
+def listener_pids(address: str, port: int) -> list[int]:
+    """Root processes holding the listening socket of address:port (not their workers)."""
+    holders = socket_holders(address, port)
     table = _process_table()
     return sorted(p for p in holders if table.get(p, (0, 0.0))[0] not in holders)
 

@@ -13,12 +13,13 @@ import os
 import signal
 import threading
 import time
-from pathlib import Path
 
 import httpx
 import pytest
 from civicpulse_checks import metric_value
 from civicpulse_stack import HOST, free_port, wait_until
+
+from bench.procfs import socket_holders
 
 pytestmark = pytest.mark.slow
 
@@ -79,27 +80,7 @@ def slow_request(stack, server, username: str):
 
 def listeners(address: str, port: int) -> set[int]:
     """Pids holding a listening TCP socket on address:port (from /proc)."""
-    want = f"{''.join(reversed([f'{int(p):02X}' for p in address.split('.')]))}:{port:04X}"
-    inodes = set()
-    for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
-        fields = line.split()
-        if fields[1] == want and fields[3] == "0A":  # 0A: LISTEN
-            inodes.add(f"socket:[{fields[9]}]")
-    pids = set()
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            fds = list((entry / "fd").iterdir())
-        except OSError:
-            continue
-        for fd in fds:
-            try:
-                if os.readlink(fd) in inodes:
-                    pids.add(int(entry.name))
-            except OSError:
-                pass
-    return pids
+    return socket_holders(address, port)
 
 
 def test_only_the_master_holds_the_metrics_socket(one_worker):
