@@ -42,8 +42,28 @@ class RowCounter(Protocol):
     def close(self) -> None: ...
 
 
-class PostgresCounter:
+class _SqlCounter:
+    """The two counts over one connection kind; subclasses run a one-value query."""
+
+    #: The driver's parameter placeholder.
+    placeholder = "?"
+
+    def _one(self, sql: str, params: list[Any] | None = None) -> int:
+        raise NotImplementedError
+
+    def max_user_id(self) -> int:
+        return self._one(_MAX_ID)
+
+    def counts(self, prefix: str, after_id: int) -> tuple[int, int]:
+        params = [after_id, like_prefix(prefix)]
+        return (self._one(_USERS.format(p=self.placeholder), params),
+                self._one(_AUDIT.format(p=self.placeholder), params))
+
+
+class PostgresCounter(_SqlCounter):
     """Through PgBouncer, like the app: transaction pooling, so no prepared statements."""
+
+    placeholder = "%s"
 
     def __init__(self, topology: Topology) -> None:
         bouncer = topology.one("pgbouncer")
@@ -58,19 +78,11 @@ class PostgresCounter:
         row = self.conn.execute(sql, params).fetchone()
         return int(row[0]) if row else 0
 
-    def max_user_id(self) -> int:
-        return self._one(_MAX_ID)
-
-    def counts(self, prefix: str, after_id: int) -> tuple[int, int]:
-        params = [after_id, like_prefix(prefix)]
-        return (self._one(_USERS.format(p="%s"), params),
-                self._one(_AUDIT.format(p="%s"), params))
-
     def close(self) -> None:
         self.conn.close()
 
 
-class SqliteCounter:
+class SqliteCounter(_SqlCounter):
     """Reads the peer's database file directly, read-only."""
 
     def __init__(self, path: Path) -> None:
@@ -84,14 +96,6 @@ class SqliteCounter:
             return int(row[0]) if row else 0
         finally:
             conn.close()
-
-    def max_user_id(self) -> int:
-        return self._one(_MAX_ID)
-
-    def counts(self, prefix: str, after_id: int) -> tuple[int, int]:
-        params = [after_id, like_prefix(prefix)]
-        return (self._one(_USERS.format(p="?"), params),
-                self._one(_AUDIT.format(p="?"), params))
 
     def close(self) -> None:
         pass

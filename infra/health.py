@@ -72,14 +72,16 @@ def _redis(topology: Topology, service: Service) -> Health:
         client.close()
 
 
-def _app(topology: Topology, service: Service) -> Health:
+def _app(topology: Topology, service: Service,
+         answered: Callable[[httpx.Response], bool] | None = None) -> Health:
     """The health view through the workers, then /metrics where Prometheus scrapes it.
 
     The app's metrics have a listener of their own (the Gunicorn master's, see
     app/civicpulse/gunicorn_conf.py): an app host whose workers answer but whose
     metrics do not is blind to every app alert, so it is not healthy either.
+    `answered` judges the health view's response (default: 200).
     """
-    health = _http(f"http://{service.endpoint}{topology.workload.health_path}")
+    health = _http(f"http://{service.endpoint}{topology.workload.health_path}", answered)
     if not health.ok or service.metrics_port == service.port or not service.kind.metrics_path:
         return health
     metrics = _http(f"http://{service.metrics_endpoint}{service.kind.metrics_path}")
@@ -99,11 +101,7 @@ def alive(topology: Topology, service: Service) -> Health:
     """
     if service.name != "app":
         return probe(topology, service)
-    health = _http(f"http://{service.endpoint}{topology.workload.health_path}",
-                   lambda r: r.status_code < 600)
-    if not health.ok or service.metrics_port == service.port or not service.kind.metrics_path:
-        return health
-    return _http(f"http://{service.metrics_endpoint}{service.kind.metrics_path}")
+    return _app(topology, service, answered=lambda r: True)
 
 
 def probe(topology: Topology, service: Service) -> Health:
