@@ -7,7 +7,7 @@ containers, GameDay fault targets) looks the service up here for its defaults.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 
 @dataclass(frozen=True)
@@ -24,7 +24,6 @@ class ServiceKind:
     #: The service this one exports metrics for (exporters only).
     exports: str | None = None
     docker_image: str = ""
-    extra_ports: dict[str, int] = field(default_factory=dict)
     #: Port of its own for the metrics endpoint (None: scraped on `port`). The app has
     #: one so that a scrape never queues behind requests that busy workers hold.
     metrics_port: int | None = None
