@@ -15,6 +15,8 @@ from dataclasses import dataclass
 import httpx
 import psycopg
 import redis
+from redis.backoff import NoBackoff
+from redis.retry import Retry
 
 from infra.inventory import secrets_dir
 from infra.secrets import read_secret
@@ -63,7 +65,7 @@ def _redis(topology: Topology, service: Service) -> Health:
     client = redis.Redis(host=service.address, port=service.port,
                          password=read_secret(secrets_dir(topology), "redis"),
                          socket_timeout=PROBE_TIMEOUT_S, socket_connect_timeout=PROBE_TIMEOUT_S,
-                         retry_on_timeout=False, retry=None)
+                         retry=Retry(NoBackoff(), 0))
     try:
         return Health(bool(client.ping()), "PING → PONG")
     except (redis.RedisError, OSError) as exc:

@@ -8,6 +8,8 @@ Values are never printed (they are user data); only key names and counts are.
 from __future__ import annotations
 
 import redis
+from redis.backoff import NoBackoff
+from redis.retry import Retry
 
 from infra.inventory import secrets_dir
 from infra.ops.outcome import OpsError, Outcome
@@ -26,7 +28,7 @@ def client(topology: Topology, timeout_s: float = 2.0) -> redis.Redis:
     # No retries: an operator wants to know at once that Redis does not answer.
     return redis.Redis(host=svc.address, port=svc.port, password=password,
                        socket_timeout=timeout_s, socket_connect_timeout=timeout_s,
-                       retry_on_timeout=False, retry=None)
+                       retry=Retry(NoBackoff(), 0))
 
 
 def delete_keys(topology: Topology, keys: list[str], pattern: str | None = None,

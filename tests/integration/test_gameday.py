@@ -70,9 +70,16 @@ def test_alerts_were_detected_through_both_sources(gameday_run):
                                ("app-host-crash", "AppHostDown")):
         r = _result(gameday_run, scenario_id)
         assert r.times.time_to_detect is not None, scenario_id
-        sources = {e.detail["source"] for e in r.timeline.events
-                   if e.kind == "alert_firing" and e.detail.get("alert") == alert}
-        assert sources == {"prometheus", "webhook"}, (scenario_id, sources)
+        seen = {(e.detail["source"], e.kind) for e in r.timeline.events
+                if e.detail.get("alert") == alert}
+        # The page itself must arrive through Alertmanager's webhook.
+        assert ("webhook", "alert_firing") in seen, (scenario_id, seen)
+        # Polling must have seen the alert too, at least while it was pending: with
+        # group_wait 0 the webhook can start the runbook, which clears a full disk
+        # before the next 1 s poll, so Prometheus' firing window may fall between polls
+        # (CI run on 65ab48e). Pending lasts `for:` (2 s), longer than a poll interval.
+        assert {("prometheus", "alert_pending"), ("prometheus", "alert_firing")} & seen, (
+            scenario_id, seen)
 
 
 def test_report_is_written(gameday_run):

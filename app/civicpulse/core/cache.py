@@ -45,7 +45,6 @@ def build_client(cfg: RedisConfig) -> redis.Redis:
         socket_timeout=cfg.socket_timeout,
         socket_connect_timeout=cfg.connect_timeout,
         retry=Retry(NoBackoff(), 0),
-        retry_on_timeout=False,
         health_check_interval=0,
         max_connections=32,
         client_name="civicpulse",
