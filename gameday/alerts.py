@@ -1,6 +1,12 @@
 """Alerts as the engine sees them: Alertmanager's webhook, Prometheus' /api/v1/alerts,
 and a dead man's switch for when Prometheus itself is gone.
 
+The webhook arrives one of two ways. On the local target the stack has its own
+receiver, the notification log (monitoring/alertmanager/notification_log.py, always
+listening, so notifications never fail between GameDays); the engine tails its file
+and dates each notification by when the receiver got it. Elsewhere the engine listens
+on the webhook address itself (`WebhookReceiver`).
+
 Two sources on purpose: polling Prometheus shows pending → firing as it happens (time
 to detect); the webhook is what a human would be paged by (time to notify, including
 Alertmanager's grouping delays). Both feed one `AlertTracker`, which turns states
@@ -17,8 +23,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import os
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -219,6 +228,81 @@ class WebhookReceiver:
         return 200
 
 
+@dataclass
+class NotificationLogTail:
+    """Follows the notification log from where it ended at `start()`: only what
+    Alertmanager sends during this run counts. Survives the receiver's rotation
+    (`<log>.1`) and waits for a log that does not exist yet."""
+
+    path: Path
+    #: on_payload(webhook payload, unix time the receiver got it)
+    on_payload: Callable[[dict[str, Any], float | None], None]
+    received: int = 0
+    malformed: int = 0
+    _inode: int | None = field(default=None, repr=False)
+    _offset: int = field(default=0, repr=False)
+
+    def start(self) -> None:
+        try:
+            st = os.stat(self.path)
+        except FileNotFoundError:
+            self._inode, self._offset = None, 0
+            return
+        self._inode, self._offset = st.st_ino, st.st_size
+
+    def read_new(self) -> int:
+        """Hand every complete new line to `on_payload`; returns how many."""
+        try:
+            st = os.stat(self.path)
+        except FileNotFoundError:
+            return 0
+        count = 0
+        if self._inode is not None and st.st_ino != self._inode:
+            # Rotated: finish the old file (now `<log>.1`) before starting the new one.
+            rotated = self.path.with_name(self.path.name + ".1")
+            with contextlib.suppress(FileNotFoundError):
+                if os.stat(rotated).st_ino == self._inode:
+                    count += self._read(rotated, self._offset)[0]
+            self._offset = 0
+        elif st.st_size < self._offset:
+            self._offset = 0  # truncated by hand
+        self._inode = st.st_ino
+        read, self._offset = self._read(self.path, self._offset)
+        return count + read
+
+    def _read(self, path: Path, offset: int) -> tuple[int, int]:
+        with path.open("rb") as f:
+            f.seek(offset)
+            data = f.read()
+        end = data.rfind(b"\n") + 1  # a line still being written waits for the next read
+        count = 0
+        for line in data[:end].splitlines():
+            try:
+                entry = json.loads(line)
+                payload = entry["payload"]
+                received_at = entry.get("received_at")
+            except (ValueError, KeyError, TypeError):
+                self.malformed += 1
+                continue
+            if not isinstance(payload, dict):
+                self.malformed += 1
+                continue
+            self.received += 1
+            count += 1
+            self.on_payload(payload, received_at if isinstance(received_at, float | int)
+                            else None)
+        return count, offset + end
+
+    async def run(self, stop: asyncio.Event, interval_s: float = 0.2) -> None:
+        while not stop.is_set():
+            with contextlib.suppress(OSError):
+                self.read_new()
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(stop.wait(), timeout=interval_s)
+        with contextlib.suppress(OSError):
+            self.read_new()
+
+
 class PrometheusPoller:
     """Polls /api/v1/alerts; feeds the tracker and the dead man's switch."""
 
@@ -275,41 +359,62 @@ async def alert_rules(prometheus_url: str) -> set[str] | None:
 
 
 class AlertSources:
-    """Webhook + poller + dead man's switch, one set per GameDay run."""
+    """Webhook (received or read from the notification log) + poller + dead man's
+    switch, one set per GameDay run."""
 
     def __init__(self, webhook: tuple[str, int], prometheus_url: str, clock: Clock,
                  on_transition: TransitionHandler, poll_interval_s: float = 1.0,
-                 deadman_timeout_s: float = 10.0) -> None:
+                 deadman_timeout_s: float = 10.0, notification_log: Path | None = None) -> None:
         self.tracker = AlertTracker(clock, on_transition)
         self.deadman = DeadMansSwitch(deadman_timeout_s, self.tracker)
         self.clock = clock
-        self.receiver = WebhookReceiver(webhook[0], webhook[1], self._on_webhook)
+        self.receiver: WebhookReceiver | None = None
+        self.tail: NotificationLogTail | None = None
+        if notification_log is None:
+            self.receiver = WebhookReceiver(webhook[0], webhook[1], self._on_webhook)
+        else:
+            self.tail = NotificationLogTail(notification_log, self._on_logged)
         self.poller = PrometheusPoller(prometheus_url, self.tracker, clock, self.deadman,
                                        poll_interval_s)
         self._stop = asyncio.Event()
-        self._task: asyncio.Task[None] | None = None
+        self._tasks: list[asyncio.Task[None]] = []
         self.webhook_error: str | None = None
 
-    def _on_webhook(self, payload: dict[str, Any]) -> None:
-        t = self.clock.now()
+    def _on_webhook(self, payload: dict[str, Any], t: float | None = None) -> None:
+        t = self.clock.now() if t is None else t
         for name, fp, state in parse_webhook(payload):
             self.tracker.set_instance("webhook", name, fp, state, t)
             if name == WATCHDOG and state == FIRING:
                 self.deadman.heartbeat(t)
 
+    def _on_logged(self, payload: dict[str, Any], received_at: float | None) -> None:
+        # Dated by the receiver, not by when the tail happened to read the line.
+        now = self.clock.now()
+        age = 0.0 if received_at is None else max(0.0, time.time() - received_at)
+        self._on_webhook(payload, max(0.0, now - age))
+
     async def start(self) -> None:
-        try:
-            await self.receiver.start()
-        except OSError as exc:
-            # Not fatal: detection still works through polling; notification times
-            # will be missing and the report says why.
-            self.webhook_error = (f"cannot listen on {self.receiver.host}:{self.receiver.port} "
-                                  f"for Alertmanager's webhook: {exc}")
-        self._task = asyncio.create_task(self.poller.run(self._stop))
+        if self.receiver is not None:
+            try:
+                await self.receiver.start()
+            except OSError as exc:
+                # Not fatal: detection still works through polling; notification times
+                # will be missing and the report says why.
+                self.webhook_error = (f"cannot listen on {self.receiver.host}:"
+                                      f"{self.receiver.port} for Alertmanager's webhook: {exc}")
+        if self.tail is not None:
+            self.tail.start()
+            if not self.tail.path.exists():
+                self.webhook_error = (f"the notification log {self.tail.path} does not exist "
+                                      "(yet): is the stack deployed with its webhook receiver? "
+                                      "Notification times will be missing until it appears.")
+            self._tasks.append(asyncio.create_task(self.tail.run(self._stop)))
+        self._tasks.append(asyncio.create_task(self.poller.run(self._stop)))
 
     async def stop(self) -> None:
         self._stop.set()
-        if self._task is not None:
+        for task in self._tasks:
             with contextlib.suppress(asyncio.TimeoutError, asyncio.CancelledError):
-                await asyncio.wait_for(self._task, timeout=5)
-        await self.receiver.stop()
+                await asyncio.wait_for(task, timeout=5)
+        if self.receiver is not None:
+            await self.receiver.stop()

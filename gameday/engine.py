@@ -176,7 +176,8 @@ class ScenarioRunner:
         assert self.fault is not None
         self.alerts = AlertSources(
             self._webhook_address(), self.topology.url("prometheus"), self.clock,
-            self._on_alert, poll_interval_s=1.0, deadman_timeout_s=DEADMAN_TIMEOUT_S)
+            self._on_alert, poll_interval_s=1.0, deadman_timeout_s=DEADMAN_TIMEOUT_S,
+            notification_log=self.target.notification_log())
         self.probes = ProbeRunner(self.topology, self.target)
         watch_stop = asyncio.Event()
         watch_task: asyncio.Task[None] | None = None

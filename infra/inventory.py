@@ -30,6 +30,13 @@ def host_dir(topology: Topology, host: str) -> Path:
     return topology.state_dir / "hosts" / host
 
 
+def notification_log_path(topology: Topology) -> Path:
+    """The lab pager's log (monitoring/alertmanager/notification_log.py): every webhook
+    notification Alertmanager sent, one JSON object per line."""
+    return host_dir(topology, topology.one("alertmanager").host) / "alertmanager" / \
+        "notifications" / "notifications.jsonl"
+
+
 def secrets_dir(topology: Topology) -> Path:
     return topology.state_dir / "secrets"
 
@@ -106,6 +113,8 @@ def host_vars(topology: Topology, host: Host) -> dict[str, Any]:
         # App hosts an operator drained (`python -m infra.ops drain`) stay drained
         # across re-deploys.
         hv["nginx_drained_hosts"] = drained_hosts(topology)
+    if host.runs("alertmanager"):
+        hv["alertmanager_notification_log"] = str(notification_log_path(topology))
     sizing = topology.sizing.model_dump()
     for svc in host.services:
         hv[f"{svc.name}_address"] = svc.address

@@ -119,14 +119,19 @@ def status(topology: Topology) -> dict[str, Any]:
 
 def listening(topology: Topology) -> list[str]:
     """Endpoints of the stack that still accept connections."""
+    endpoints = [(f"{svc.host}/{svc.name}", svc.address, port)
+                 for svc in topology.services for port in sorted({svc.port, svc.metrics_port})]
+    if topology.instances("alertmanager"):
+        address, port = topology.webhook_endpoint.rsplit(":", 1)
+        endpoints.append((f"{topology.one('alertmanager').host}/notification_log", address,
+                          int(port)))
     alive = []
-    for svc in topology.services:
-        for port in sorted({svc.port, svc.metrics_port}):
-            try:
-                with socket.create_connection((svc.address, port), timeout=0.5):
-                    alive.append(f"{svc.host}/{svc.name} {svc.address}:{port}")
-            except OSError:
-                pass
+    for name, address, port in endpoints:
+        try:
+            with socket.create_connection((address, port), timeout=0.5):
+                alive.append(f"{name} {address}:{port}")
+        except OSError:
+            pass
     return alive
 
 

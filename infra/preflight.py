@@ -47,19 +47,25 @@ def port_conflicts(topology: Topology) -> list[str]:
             continue
         ours = {name for name, state in program_states(topology, host.name).items()
                 if state in ("RUNNING", "STARTING", "BACKOFF")}
-        for svc in host.services:
-            if svc.name in ours:
+        wanted = [(svc.name, svc.address, svc.port, f"give {svc.name} another port")
+                  for svc in host.services]
+        if host.runs("alertmanager"):
+            # The alertmanager role's webhook receiver (the lab pager).
+            wanted.append(("notification_log", host.address, topology.monitoring.webhook_port,
+                           "change monitoring.webhook_port"))
+        for program, address, port, fix in wanted:
+            if program in ours:
                 continue
-            error = bind_error(svc.address, svc.port)
+            error = bind_error(address, port)
             if error is None:
                 continue
             if error.errno == errno.EADDRINUSE:
                 problems.append(
-                    f"{svc.endpoint} ({host.name}/{svc.name}) is already in use by another "
-                    f"process: find it with `ss -ltnp 'sport = :{svc.port}'` and stop it, "
-                    f"or give {svc.name} another port in {topology.source}")
+                    f"{address}:{port} ({host.name}/{program}) is already in use by another "
+                    f"process: find it with `ss -ltnp 'sport = :{port}'` and stop it, "
+                    f"or {fix} in {topology.source}")
             else:
-                problems.append(f"cannot bind {svc.endpoint} for {host.name}/{svc.name}: "
+                problems.append(f"cannot bind {address}:{port} for {host.name}/{program}: "
                                 f"{error.strerror}")
     return problems
 

@@ -14,6 +14,7 @@ import time
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Literal
 
 from infra.topology import Service, Topology
@@ -129,6 +130,12 @@ class Target(ABC):
     @abstractmethod
     def network_faults_active(self) -> bool:
         """Whether any network fault of ours is in place."""
+
+    # --- alerts -----------------------------------------------------------------
+    def notification_log(self) -> Path | None:
+        """The stack's own webhook receiver's log (the lab pager), if the engine can
+        read it; None means the engine listens on the webhook address itself."""
+        return None
 
     # --- helpers ----------------------------------------------------------------
     def user_of(self, service_name: str) -> str:

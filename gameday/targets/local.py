@@ -17,7 +17,8 @@ from pathlib import Path
 
 from gameday import nft, procfs
 from gameday.targets.base import CommandResult, NetworkFault, ServiceState, Target, run_command
-from infra.inventory import host_dir
+from infra.inventory import host_dir, notification_log_path
+from infra.local_target import runs_on_this_machine
 from infra.topology import Service, Topology
 
 SUPERVISORCTL = "/usr/bin/supervisorctl"
@@ -45,6 +46,15 @@ class LocalTarget(Target):
     def __init__(self, topology: Topology) -> None:
         super().__init__(topology)
         self._network_faults: list[NetworkFault] = []
+
+    def notification_log(self) -> Path | None:
+        # The alertmanager role runs the receiver next to Alertmanager; its log is a
+        # file the engine can read only when that host is this machine.
+        try:
+            host = self.topology.host(self.topology.one("alertmanager").host)
+        except KeyError:
+            return None
+        return notification_log_path(self.topology) if runs_on_this_machine(host) else None
 
     def supervisor_conf(self, host: str) -> Path:
         return host_dir(self.topology, host) / "supervisor" / "supervisord.conf"

@@ -159,3 +159,19 @@ def test_alertmanager_has_the_gameday_webhook_receiver(host, hv):
     base = f"http://{hv['alertmanager_address']}:{hv['alertmanager_port']}"
     status = json.loads(host.check_output(f"curl -sf {base}/api/v2/status"))
     assert f"http://{hv['cp_webhook']}/alerts" in status["config"]["original"]
+
+
+def test_the_webhook_receiver_listens_so_notifications_never_fail(host, hv):
+    if "alertmanager" not in services(hv):
+        pytest.skip("no alertmanager here")
+    address, port = hv["cp_webhook"].rsplit(":", 1)
+    assert host.socket(f"tcp://{address}:{port}").is_listening
+    assert not host.socket(f"tcp://0.0.0.0:{port}").is_listening
+    pid = int(host.check_output(ctl(hv, "pid", "notification_log")))
+    user = host.check_output(f"ps -o user= -p {pid}").strip()
+    assert user != "root" and SERVICE_KINDS["alertmanager"].user.startswith(user.rstrip("+"))
+    # The log itself appears with the first notification (after group_wait).
+    logs = host.file(hv["alertmanager_notification_log"].rsplit("/", 1)[0])
+    assert logs.is_directory and logs.user == SERVICE_KINDS["alertmanager"].user
+    assert logs.mode & 0o007 == 0
+    assert host.run(f"curl -sf http://{hv['cp_webhook']}/-/healthy").rc == 0

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import socket
 import time
 
@@ -89,3 +90,27 @@ def test_redeploy_changes_nothing_and_is_fast(deployed_stack):
     assert result.playbook.changed == 0, result.playbook.recap
     assert result.healthy
     assert elapsed <= WARM_DEPLOY_BUDGET_S
+
+
+def test_alertmanager_delivers_to_the_notification_log(deployed_stack):
+    """Every notification lands somewhere between GameDays: the Watchdog heartbeat is
+    in the lab pager's log and Alertmanager has not failed a single delivery."""
+    from infra.inventory import notification_log_path
+
+    log = notification_log_path(deployed_stack)
+    deadline = time.monotonic() + 30
+    names: set[str] = set()
+    while time.monotonic() < deadline and "Watchdog" not in names:
+        if log.exists():
+            names = {a["labels"].get("alertname") for line in log.read_text().splitlines()
+                     for a in json.loads(line)["payload"]["alerts"]}
+        time.sleep(0.5)
+    assert "Watchdog" in names, f"no Watchdog notification in {log} after 30 s"
+    metrics = httpx.get(deployed_stack.url("alertmanager", "/metrics"), timeout=5).text
+    sent = failed = 0.0
+    for line in metrics.splitlines():
+        if line.startswith("alertmanager_notifications_total{"):
+            sent += float(line.rsplit(" ", 1)[1])
+        elif line.startswith("alertmanager_notifications_failed_total{"):
+            failed += float(line.rsplit(" ", 1)[1])
+    assert sent > 0 and failed == 0, (sent, failed)
