@@ -113,7 +113,8 @@ class Monitoring(Strict):
     p99_latency_s: float = Field(1.0, gt=0, le=60)
     error_ratio: float = Field(0.05, gt=0, lt=1)
     alertmanager: AlertmanagerTimings = AlertmanagerTimings()
-    #: Where the GameDay engine listens for Alertmanager's webhook.
+    #: Alertmanager's webhook receiver, on the alertmanager host: the notification log
+    #: (local target) or the GameDay engine (Docker target).
     webhook_port: Port = 9099
 
 
