@@ -29,8 +29,13 @@ HOLD_APP_NAME = "civicpulse-gameday-pool-hold"
 def _terminate(ctx: UndoContext, undo: dict[str, Any]) -> str:
     import psycopg
 
-    sql = ("SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE "
-           "application_name = %s OR (pid = ANY(%s) AND query LIKE 'SELECT pg_sleep%%')")
+    # Only our own role's backends: PgBouncer's auth_user connection takes over the
+    # application_name of the client that logged in last (a holder's, measured), and
+    # one backend of another role makes the whole statement fail with "must be a
+    # member of the role whose process is being terminated".
+    sql = ("SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+           "WHERE usename = current_user AND pid <> pg_backend_pid() AND "
+           "(application_name = %s OR (pid = ANY(%s) AND query LIKE 'SELECT pg_sleep%%'))")
     last_error: Exception | None = None
     for via in ("postgresql", "pgbouncer"):
         try:
