@@ -59,11 +59,9 @@ def test_reads_survive_redis_outage_and_breaker_recovers(http, stack, unique):
     finally:
         stack.redis.start()
 
-    # After the cool-down (breaker_reset_s=2) a half-open probe succeeds and closes
-    # the breaker; keep reading so every worker gets its probe.
+    # After the cool-down (breaker_reset_s=2) every worker's breaker probes Redis by
+    # itself and closes: no cache traffic needed (scrapes do not touch the cache).
     def closed() -> bool:
-        for _ in range(4):
-            assert http.get(f"/api/users/{user['id']}/").status_code == 200
         return metric_value(scrape(http), "civicpulse_cache_circuit_open") == 0
 
     wait_until(closed, "cache circuit breaker to close", timeout=20, interval=0.3)

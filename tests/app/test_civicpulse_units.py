@@ -180,6 +180,66 @@ def test_breaker_cycle():
     assert states == [OPEN, HALF_OPEN, OPEN, HALF_OPEN, CLOSED]
 
 
+class FakeTimers:
+    """Scheduled callbacks, run by hand."""
+
+    def __init__(self) -> None:
+        self.pending: list[tuple[float, object]] = []
+
+    def __call__(self, delay_s: float, func) -> None:
+        self.pending.append((delay_s, func))
+
+    def run_next(self) -> None:
+        _, func = self.pending.pop(0)
+        func()
+
+
+def test_breaker_closes_by_itself_without_traffic_once_the_dependency_answers():
+    clock, timers = FakeClock(), FakeTimers()
+    states: list[str] = []
+    healthy = {"up": False}
+
+    def probe() -> None:
+        if not healthy["up"]:
+            raise ConnectionError("refused")
+
+    breaker = CircuitBreaker(1, 5.0, on_state_change=states.append, clock=clock,
+                             probe=probe, schedule=timers)
+    breaker.record_failure()
+    assert breaker.state == OPEN and [d for d, _ in timers.pending] == [5.0]
+    breaker.record_failure()  # more failures while open: still one pending probe
+    assert len(timers.pending) == 1
+
+    clock.now += 5.0
+    timers.run_next()  # dependency still down: open again, next probe scheduled
+    assert breaker.state == OPEN and len(timers.pending) == 1
+    healthy["up"] = True
+    clock.now += 5.0
+    timers.run_next()  # no caller came by; the breaker's own probe closes it
+    assert breaker.state == CLOSED and timers.pending == []
+    assert states == [OPEN, HALF_OPEN, OPEN, HALF_OPEN, CLOSED]
+
+
+def test_breaker_background_probe_waits_out_a_fresh_cool_down_and_a_callers_probe():
+    clock, timers = FakeClock(), FakeTimers()
+    calls: list[str] = []
+    breaker = CircuitBreaker(1, 5.0, clock=clock, probe=lambda: calls.append("ping"),
+                             schedule=timers)
+    breaker.record_failure()
+    clock.now += 3.0
+    breaker._opened_at = clock.now  # re-opened meanwhile: the cool-down restarted
+    clock.now += 2.0
+    timers.run_next()
+    assert calls == [] and breaker.state == OPEN and len(timers.pending) == 1
+    clock.now += 5.0
+    assert breaker.allow()  # a caller takes the half-open probe first
+    timers.run_next()
+    assert calls == [] and breaker.state == HALF_OPEN and len(timers.pending) == 1
+    breaker.record_success()  # the caller's probe closed it
+    timers.run_next()
+    assert calls == [] and breaker.state == CLOSED and timers.pending == []
+
+
 def test_breaker_success_resets_failure_count():
     breaker = CircuitBreaker(2, 1.0)
     breaker.record_failure()

@@ -67,9 +67,11 @@ def _setup() -> tuple[redis.Redis, CircuitBreaker] | None:
         with _init_lock:
             if _client is None or _breaker is None:
                 _ttl = cfg.ttl
+                client = build_client(cfg)
                 _breaker = CircuitBreaker(cfg.breaker_failures, cfg.breaker_reset_s,
-                                          on_state_change=_on_breaker_change)
-                _client = build_client(cfg)
+                                          on_state_change=_on_breaker_change,
+                                          probe=client.ping)
+                _client = client
     return _client, _breaker
 
 
