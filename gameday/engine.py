@@ -175,7 +175,7 @@ class ScenarioRunner:
             return self.result
         assert self.fault is not None
         self.alerts = AlertSources(
-            self._webhook_address(), self.topology.url("prometheus"), self.clock,
+            self.topology.webhook_address, self.topology.url("prometheus"), self.clock,
             self._on_alert, poll_interval_s=1.0, deadman_timeout_s=DEADMAN_TIMEOUT_S,
             notification_log=self.target.notification_log())
         self.probes = ProbeRunner(self.topology, self.target)
@@ -252,10 +252,6 @@ class ScenarioRunner:
         if self.probes is not None:
             await self.probes.close()
         self.result.duration_s = self.clock.now()
-
-    def _webhook_address(self) -> tuple[str, int]:
-        host, port = self.topology.webhook_endpoint.rsplit(":", 1)
-        return host, int(port)
 
     async def _note_missing_rules(self) -> None:
         rules = await alert_rules(self.topology.url("prometheus"))

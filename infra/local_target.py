@@ -122,9 +122,8 @@ def listening(topology: Topology) -> list[str]:
     endpoints = [(f"{svc.host}/{svc.name}", svc.address, port)
                  for svc in topology.services for port in sorted({svc.port, svc.metrics_port})]
     if topology.instances("alertmanager"):
-        address, port = topology.webhook_endpoint.rsplit(":", 1)
-        endpoints.append((f"{topology.one('alertmanager').host}/notification_log", address,
-                          int(port)))
+        endpoints.append((f"{topology.one('alertmanager').host}/notification_log",
+                          *topology.webhook_address))
     alive = []
     for name, address, port in endpoints:
         try:

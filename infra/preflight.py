@@ -51,7 +51,7 @@ def port_conflicts(topology: Topology) -> list[str]:
                   for svc in host.services]
         if host.runs("alertmanager"):
             # The alertmanager role's webhook receiver (the lab pager).
-            wanted.append(("notification_log", host.address, topology.monitoring.webhook_port,
+            wanted.append(("notification_log", *topology.webhook_address,
                            "change monitoring.webhook_port"))
         for program, address, port, fix in wanted:
             if program in ours:

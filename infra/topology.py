@@ -257,8 +257,12 @@ class Topology:
         return self.url("nginx")
 
     @property
+    def webhook_address(self) -> tuple[str, int]:
+        return self.one("alertmanager").address, self.monitoring.webhook_port
+
+    @property
     def webhook_endpoint(self) -> str:
-        return f"{self.one('alertmanager').address}:{self.monitoring.webhook_port}"
+        return "{}:{}".format(*self.webhook_address)
 
 
 def stack_path(name: str) -> Path:

@@ -93,7 +93,8 @@ def test_tail_starts_at_the_end_and_waits_for_whole_lines(tmp_path):
     assert tail.read_new() == 1 and seen == [(1, 5.0)]
     with log.open("a") as f:
         f.write("}\n")
-    log.open("a").write("garbage\n")
+    with log.open("a") as f:
+        f.write("garbage\n")
     assert tail.read_new() == 1 and seen == [(1, 5.0), (2, 6.0)]
     assert tail.malformed == 1
 
