@@ -22,9 +22,14 @@ from urllib.parse import urlsplit
 
 import aiohttp
 
+from bench.options import READ_MIX, REPORT_PATTERN, VARIANTS
 from bench.stats import OK, classify_status
 
 CREATE_PATH = "/api/users/"
+#: The report's read-then-write ORM create, served only where the benchmark enables it.
+REPORT_PATTERN_PATH = "/api/report-pattern/users/"
+#: The app names the database's lock error here on a 503 (report pattern only).
+DB_ERROR_HEADER = "X-Database-Error"
 #: read-mix: one create, then this many reads of users created in the same point.
 READS_PER_WRITE = 4
 
@@ -47,6 +52,8 @@ class LoadOutcome:
     latencies_s: list[float] = field(default_factory=list)
     ok_latencies_s: list[float] = field(default_factory=list)
     created: int = 0
+    #: Database errors the app named in its 503 responses ("database is locked", …).
+    db_errors: Counter[str] = field(default_factory=Counter)
     issued: int = 0
     elapsed_s: float = 0.0
     client_cpu_s: float = 0.0
@@ -101,6 +108,7 @@ class _Run:
         self.deadline = deadline
         self.out = LoadOutcome()
         self.ids: list[int] = []
+        self.create_path = REPORT_PATTERN_PATH if spec.variant == REPORT_PATTERN else CREATE_PATH
 
     def may_issue(self) -> bool:
         return self.out.issued < self.spec.max_requests and time.monotonic() < self.deadline
@@ -116,16 +124,19 @@ class _Run:
         payload = {"username": name, "email": f"{name}@example.org"}
         start = time.perf_counter()
         try:
-            async with session.post(CREATE_PATH, json=payload) as resp:
+            async with session.post(self.create_path, json=payload) as resp:
                 body = await resp.read()
                 kind = classify_status(resp.status, 201)
+                db_error = resp.headers.get(DB_ERROR_HEADER)
         except Exception as exc:  # every failure is a measured outcome
             self.record(classify_exception(exc), time.perf_counter() - start)
             return
         self.record(kind, time.perf_counter() - start)
+        if db_error:
+            self.out.db_errors[db_error] += 1
         if kind == OK:
             self.out.created += 1
-            if self.spec.variant == "read-mix":
+            if self.spec.variant == READ_MIX:
                 self.ids.append(json.loads(body)["id"])
 
     async def read(self, session: aiohttp.ClientSession, rng: random.Random) -> None:
@@ -145,7 +156,7 @@ class _Run:
         seq = 0
         while self.may_issue():
             self.out.issued += 1
-            reading = (self.spec.variant == "read-mix" and seq % (READS_PER_WRITE + 1) != 0
+            reading = (self.spec.variant == READ_MIX and seq % (READS_PER_WRITE + 1) != 0
                        and self.ids)
             if reading:
                 await self.read(session, rng)
@@ -178,7 +189,7 @@ def run_load(spec: LoadSpec) -> LoadOutcome:
     """Run one point to completion: stops issuing at the duration or the request cap,
     then waits for requests in flight (each bounded by the timeout)."""
     require_loopback(spec.base_url)
-    if spec.variant not in ("write", "read-mix"):
+    if spec.variant not in VARIANTS:
         raise ValueError(f"unknown variant {spec.variant!r}")
     raise_fd_limit(spec.users + 256)
     cpu_before = _cpu_s()

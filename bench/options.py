@@ -11,7 +11,15 @@ from dataclasses import dataclass
 
 FULL_NS = (1, 5, 10, 20, 50, 100, 200, 500, 1000)
 QUICK_NS = (1, 20, 200)
-VARIANTS = ("write", "read-mix")
+#: The chaos report's concurrency table has these rows.
+REPORT_NS = (1, 5, 10, 20)
+#: What the load does: `write` is the API's create (one statement on PostgreSQL),
+#: `report-pattern` the report's read-then-write ORM transaction (its own URL),
+#: `read-mix` one create to four reads.
+WRITE, REPORT_PATTERN, READ_MIX = "write", "report-pattern", "read-mix"
+VARIANTS = (WRITE, REPORT_PATTERN, READ_MIX)
+#: A quick run (CI) measures the report's pattern where the report did its damage.
+QUICK_REPORT_PATTERN_NS = (1, 20)
 #: Above this the single load process would need more sockets than the peers' listen
 #: backlog (Gunicorn's default 2048) and the report's range ends at 1000 anyway.
 MAX_N = 1000
@@ -35,10 +43,15 @@ class BenchOptions:
     #: Pause between points so queues and TIME_WAIT sockets of one point drain first.
     settle_s: float
     quick: bool
+    #: N values a variant runs at, where fewer than `ns` (the quick run's report pattern).
+    variant_ns: dict[str, tuple[int, ...]]
     #: Client counts for the two bounds (pgbench through PgBouncer, wrk through nginx).
     pgbench_clients: tuple[int, ...]
     wrk_connections: tuple[int, ...]
     bounds: bool = True
+
+    def ns_for(self, variant: str) -> tuple[int, ...]:
+        return self.variant_ns.get(variant, self.ns)
 
 
 def parse_ns(text: str | Iterable[int] | None) -> tuple[int, ...] | None:
@@ -87,7 +100,7 @@ def make_options(quick: bool = False, ns: str | Iterable[int] | None = None,
         raise BenchError(f"--duration: must be > 0 and <= {MAX_DURATION_S:g} seconds per "
                          f"point; got {duration_s:g}")
     chosen_variants = tuple(variants) if variants is not None else (
-        ("write",) if quick else VARIANTS)
+        (WRITE, REPORT_PATTERN) if quick else VARIANTS)
     unknown = [v for v in chosen_variants if v not in VARIANTS]
     if unknown or not chosen_variants:
         raise BenchError(f"--variants: known variants are {', '.join(VARIANTS)}; got "
@@ -104,6 +117,8 @@ def make_options(quick: bool = False, ns: str | Iterable[int] | None = None,
         ns=chosen_ns, duration_s=float(duration_s), variants=chosen_variants,
         max_requests=int(max_requests), timeout_s=float(timeout_s),
         settle_s=0.5 if quick else 1.0, quick=quick,
+        variant_ns={REPORT_PATTERN: tuple(n for n in chosen_ns if n in QUICK_REPORT_PATTERN_NS)
+                    or chosen_ns} if quick else {},
         pgbench_clients=(20,) if quick else (1, 20, 100),
         wrk_connections=(50,) if quick else (1, 20, 200),
         bounds=bounds,

@@ -33,6 +33,33 @@ from infra.topology import Topology
 
 #: Log lines of the app that name SQLite's lock errors (counted per point).
 LOCK_MESSAGES = ("database is locked", "database table is locked")
+
+
+@dataclass(frozen=True)
+class SqliteMode:
+    """How a peer's SQLite is set up, and what that means for an acknowledged write."""
+
+    tuned: bool
+    synchronous: str
+    description: str
+    #: Does a write the app acknowledged (201) survive a power loss right after?
+    durable: bool
+    durability: str
+
+
+SQLITE_MODES = {
+    "sqlite-default": SqliteMode(
+        False, "FULL", "Django defaults: rollback journal, deferred BEGIN, 5 s busy timeout",
+        True, "yes: rollback journal with SQLite's default synchronous=FULL syncs every "
+              "commit"),
+    "sqlite-tuned": SqliteMode(
+        True, "NORMAL", "WAL, BEGIN IMMEDIATE, synchronous=NORMAL, 5 s busy timeout",
+        False, "no: in WAL mode synchronous=NORMAL does not sync the WAL at commit, so the "
+               "last acknowledged commits can roll back after a power loss"),
+    "sqlite-durable": SqliteMode(
+        True, "FULL", "WAL, BEGIN IMMEDIATE, synchronous=FULL, 5 s busy timeout",
+        True, "yes: synchronous=FULL syncs the WAL at every commit"),
+}
 #: Every peer's scratch directory is made here with this prefix (see reap_stale_peers).
 WORK_ROOT = Path("/var/tmp")
 WORK_PREFIX = "civicpulse-bench-"
@@ -88,7 +115,7 @@ def _runner() -> tuple[int, int] | None:
 @dataclass
 class SqlitePeer:
     name: str
-    tuned: bool
+    mode: SqliteMode
     address: str
     app: DeployedApp
     workdir: Path = field(default_factory=lambda: Path(
@@ -109,11 +136,9 @@ class SqlitePeer:
         return self.workdir / "gunicorn.log"
 
     def describe(self) -> str:
-        mode = ("WAL, BEGIN IMMEDIATE, synchronous=NORMAL, 5 s busy timeout" if self.tuned
-                else "Django defaults: rollback journal, deferred BEGIN, 5 s busy timeout")
         return (f"Gunicorn {self.app.workers} {self.app.worker_class} workers at {self.url} "
-                f"(same venv and gunicorn_conf as the stack), SQLite {mode}; no nginx, "
-                "no Redis")
+                f"(same venv and gunicorn_conf as the stack), SQLite {self.mode.description}"
+                "; no nginx, no Redis")
 
     def _config(self) -> dict[str, Any]:
         return {
@@ -122,8 +147,13 @@ class SqlitePeer:
             "allowed_hosts": [self.address, "127.0.0.1", "localhost"],
             "log_level": self.app.log_level,
             "database": {"engine": "sqlite", "path": str(self.db_path),
-                         "sqlite_tuned": self.tuned},
+                         "sqlite_tuned": self.mode.tuned,
+                         # Django's defaults set no PRAGMA: SQLite's own FULL applies.
+                         **({"sqlite_synchronous": self.mode.synchronous}
+                            if self.mode.tuned else {})},
             "redis": None,
+            # The report's read-then-write create, the benchmark's second write pattern.
+            "report_pattern": True,
             "gunicorn": {"bind": f"{self.address}:{self.port}", "workers": self.app.workers,
                          "worker_class": self.app.worker_class, "threads": self.app.threads,
                          "timeout": self.app.timeout_s},

@@ -112,11 +112,16 @@ def listener_pids(address: str, port: int) -> list[int]:
     return sorted(p for p in holders if table.get(p, (0, 0.0))[0] not in holders)
 
 
-def machine_busy_s() -> float:
-    """All CPUs' non-idle time since boot, in seconds (from /proc/stat)."""
+#: Machine-wide times in a snapshot: not process groups, never part of "other".
+MACHINE_KEYS = ("machine", "idle", "iowait")
+
+
+def machine_times_s() -> dict[str, float]:
+    """All CPUs' busy, idle and iowait time since boot, in seconds (from /proc/stat)."""
     first = (PROC / "stat").read_text().splitlines()[0].split()
-    user, nice, system, _idle, _iowait, irq, softirq, steal = (int(x) for x in first[1:9])
-    return (user + nice + system + irq + softirq + steal) / TICK
+    user, nice, system, idle, iowait, irq, softirq, steal = (int(x) for x in first[1:9])
+    return {"machine": (user + nice + system + irq + softirq + steal) / TICK,
+            "idle": idle / TICK, "iowait": iowait / TICK}
 
 
 class CpuMeter:
@@ -136,19 +141,20 @@ class CpuMeter:
         snap = {name: tree_cpu_s(pids, table) for name, pids in self.groups.items()}
         for name, pids in self.singles.items():
             snap[name] = sum(table[p][1] for p in pids if p in table)
-        snap["machine"] = machine_busy_s()
+        snap.update(machine_times_s())
         return snap
 
     @staticmethod
     def cores(before: Mapping[str, float], after: Mapping[str, float], wall_s: float,
               extra_cpu_s: Mapping[str, float] | None = None) -> dict[str, float]:
         """Average cores used per group over the interval; `extra_cpu_s` adds groups
-        measured elsewhere (the load client); 'other' is the rest of the box."""
+        measured elsewhere (the load client); 'other' is the rest of the box, and
+        'idle' / 'iowait' are the machine's unused cores (iowait: idle with I/O due)."""
         if wall_s <= 0:
             return {}
         used = {k: max(0.0, after[k] - before[k]) / wall_s for k in before if k in after}
         used.update({k: v / wall_s for k, v in (extra_cpu_s or {}).items()})
-        machine = used.pop("machine", 0.0)
-        used["other"] = max(0.0, machine - sum(used.values()))
-        used["machine"] = machine
+        whole = {k: used.pop(k) for k in MACHINE_KEYS if k in used}
+        used["other"] = max(0.0, whole.get("machine", 0.0) - sum(used.values()))
+        used.update(whole)
         return {k: round(v, 3) for k, v in used.items()}

@@ -7,15 +7,32 @@ from pathlib import Path
 from typing import Any
 
 from bench.bounds import BoundResult
-from bench.results import CONFIGURATIONS, BenchResult, PointResult, ratio_rows
+from bench.options import REPORT_NS, REPORT_PATTERN, WRITE
+from bench.results import (
+    CONFIGURATIONS,
+    REPORT_CONFIGURATION,
+    BenchResult,
+    PointResult,
+    best_bound,
+    combined_bound,
+    ratio_rows,
+)
 from bench.stats import format_rate, format_ratio, system_status
 from bench.svg import HLine, Series, line_chart
 
-COLORS = {"stack": "#1b7837", "sqlite-default": "#d73027", "sqlite-tuned": "#4575b4"}
-VARIANT_TITLES = {"write": "write path (POST /api/users/: user + audit in one transaction)",
-                  "read-mix": "read mix (1 create : 4 GET /api/users/<id>/)"}
+COLORS = {"stack": "#1b7837", "sqlite-default": "#d73027", "sqlite-tuned": "#4575b4",
+          "sqlite-durable": "#984ea3"}
+VARIANT_TITLES = {
+    "write": "write path (POST /api/users/: user + audit in one statement on PostgreSQL, "
+             "one transaction on SQLite)",
+    "report-pattern": "the report's pattern (POST /api/report-pattern/users/: atomic() ORM "
+                      "block, existence check, then user + audit)",
+    "read-mix": "read mix (1 create : 4 GET /api/users/<id>/)"}
 CPU_COLUMNS = ("client", "nginx", "app", "supervisord", "pgbouncer", "postgresql", "redis",
-               "other", "machine")
+               "other", "machine", "idle", "iowait")
+#: The chaos report's "Performance Under Stress" table, as published (SQLite).
+REPORT_PUBLISHED = {1: ("100%", "50ms", "Healthy"), 5: ("60%", "200ms", "Degraded"),
+                    10: ("20%", "2000ms+", "Failing"), 20: ("0%", "Timeout", "Failed")}
 
 
 def _ms(value: float | None) -> str:
@@ -30,10 +47,46 @@ def format_errors(point: PointResult) -> str:
     parts = []
     for kind, count in sorted(point.errors.items(), key=lambda kv: -kv[1]):
         text = f"{kind} ×{count}"
-        if kind == "http_503" and point.lock_errors:
-            text += f" (database is locked ×{point.lock_errors})"
+        if kind == "http_503":
+            named = [f"{m} ×{n}" for m, n in sorted(point.db_errors.items())]
+            if point.lock_errors:
+                named.append(f"lock errors logged ×{point.lock_errors}")
+            if named:
+                text += f" ({', '.join(named)})"
         parts.append(text)
     return ", ".join(parts)
+
+
+def report_table(result: BenchResult, healthy_at: float) -> list[str]:
+    """The report's own table (N = 1, 5, 10, 20) next to what this run measured.
+
+    Measured: the report's pattern on the report's configuration (the failure
+    reproduced) and the same pattern on the stack (the fix)."""
+    lines = [
+        "| Concurrent Users | Report: Success Rate | Report: Avg Response Time "
+        "| Report: System Status | Measured (report's configuration): Success Rate "
+        "| Avg Response Time | System Status | Errors | Stack, same pattern: Success Rate "
+        "| Avg Response Time | System Status | Users / Audit rows |",
+        "|---:|---:|---:|---|---:|---:|---|---|---:|---:|---|---:|",
+    ]
+    for n in REPORT_NS:
+        ours = result.point(REPORT_CONFIGURATION, REPORT_PATTERN, n)
+        stack = result.point("stack", REPORT_PATTERN, n)
+        if ours is None and stack is None:
+            continue
+        published = " | ".join(REPORT_PUBLISHED[n])
+
+        def cells(p: PointResult | None) -> str:
+            if p is None:
+                return "— | — | —"
+            return (f"{format_rate(p.ok, p.requests)} | {_ms(p.latency_ms['mean'])} "
+                    f"| {system_status(p.ok, p.requests, healthy_at)}")
+
+        errors = format_errors(ours) if ours else "—"
+        rows = f"{stack.users} / {stack.audit}" if stack else "—"
+        lines.append(f"| {n} | {published} | {cells(ours)} | {errors} | {cells(stack)} "
+                     f"| {rows} |")
+    return lines
 
 
 def performance_table(points: list[PointResult], healthy_at: float) -> list[str]:
@@ -54,45 +107,48 @@ def performance_table(points: list[PointResult], healthy_at: float) -> list[str]
     return lines
 
 
-def best_bound(bounds: list[BoundResult], tool: str) -> BoundResult | None:
-    ok = [b for b in bounds if b.tool == tool and b.ok]
-    return max(ok, key=lambda b: b.per_s) if ok else None
-
-
 def ratio_table(result: BenchResult) -> list[str]:
     floor = best_bound(result.bounds, "pgbench")
     ceiling = best_bound(result.bounds, "wrk django-404")
+    combined = combined_bound(result.bounds)
+    peers = CONFIGURATIONS[1:]
     lines = [
-        "| Variant | N | stack ok/s | sqlite-default ok/s | stack ÷ default "
-        "| sqlite-tuned ok/s | stack ÷ tuned | success stack / default / tuned "
-        "| p99 stack / default / tuned | stack ÷ DB floor | stack ÷ web ceiling |",
-        "|---|---:|---:|---:|---:|---:|---:|---|---|---:|---:|",
+        "| Pattern | N | stack ok/s | " + " | ".join(f"{p} ok/s | stack ÷ {p.split('-')[1]}"
+                                               for p in peers)
+        + " | success " + " / ".join(CONFIGURATIONS) + " | p99 " + " / ".join(CONFIGURATIONS)
+        + " | stack ÷ DB floor | stack ÷ web ceiling | stack ÷ combined bound |",
+        "|---|---:|---:|" + "---:|---:|" * len(peers) + "---|---|---:|---:|---:|",
     ]
     for row in ratio_rows(result.points):
         ops = row["ok_per_s"]
         stack = ops.get("stack", 0.0)
-        default, tuned = ops.get("sqlite-default"), ops.get("sqlite-tuned")
         points = {c: result.point(c, row["variant"], row["n"]) for c in CONFIGURATIONS}
         rates = " / ".join(format_rate(p.ok, p.requests) if p else "—" for p in points.values())
         p99s = " / ".join(_ms(p.latency_ms["p99"]) if p else "—" for p in points.values())
-        of_floor = f"{100 * stack / floor.per_s:.0f}%" if floor and floor.per_s else "—"
-        of_ceiling = f"{100 * stack / ceiling.per_s:.0f}%" if ceiling and ceiling.per_s else "—"
+        peer_cells = []
+        for peer in peers:
+            value = ops.get(peer)
+            peer_cells.append("— | —" if value is None else
+                              f"{value:.0f} | {format_ratio(stack, value)}")
+
+        shares = [f"{100 * stack / bound:.0f}%" if bound else "—"
+                  for bound in (floor.per_s if floor else None,
+                                ceiling.per_s if ceiling else None, combined)]
         lines.append(
-            f"| {row['variant']} | {row['n']} | {stack:.0f} "
-            f"| {'—' if default is None else f'{default:.0f}'} "
-            f"| {format_ratio(stack, default) if default is not None else '—'} "
-            f"| {'—' if tuned is None else f'{tuned:.0f}'} "
-            f"| {format_ratio(stack, tuned) if tuned is not None else '—'} "
-            f"| {rates} | {p99s} | {of_floor} | {of_ceiling} |")
+            f"| {row['variant']} | {row['n']} | {stack:.0f} | " + " | ".join(peer_cells)
+            + f" | {rates} | {p99s} | " + " | ".join(shares) + " |")
     return lines
 
 
 def bounds_table(bounds: list[BoundResult]) -> list[str]:
     lines = ["| Bound | Tool | Concurrency | ok per second | p50 | p99 | Failed | Rows "
              "users / audit | Note |", "|---|---|---:|---:|---:|---:|---:|---|---|"]
-    names = {"pgbench": "database floor (user + audit transaction via PgBouncer)",
-             "wrk django-404": "web ceiling (nginx → Gunicorn → Django, no view)",
-             "wrk health": "health endpoint via nginx"}
+    names = {"pgbench": "database floor: the user + audit transaction through PgBouncer "
+                        "into PostgreSQL, no HTTP, no Python",
+             "wrk django-404": "web ceiling: nginx → Gunicorn → Django middleware and URL "
+                               "resolver (JSON 404), no view, no I/O",
+             "wrk health": "health endpoint via nginx: includes a new, SCRAM-authenticated "
+                           "database connection per request (not a bound)"}
     for b in bounds:
         rows = f"{b.users} / {b.audit}" if b.users is not None else "—"
         per_s = f"{b.per_s:.0f}" if b.ok else "not measured"
@@ -142,9 +198,14 @@ def render_markdown(result: BenchResult, healthy_at: float) -> str:
     out.append("")
     out.append("## Configurations")
     out.append("")
-    out.append("| Configuration | Path |")
-    out.append("|---|---|")
-    out.extend(f"| {name} | {text} |" for name, text in result.configurations.items())
+    out.append("| Configuration | Path | Acknowledged write survives a power loss? |")
+    out.append("|---|---|---|")
+    out.extend(f"| {name} | {text} | {result.durability.get(name, {}).get('why', '—')} |"
+               for name, text in result.configurations.items())
+    out.append("")
+    out.append("Like with like: `sqlite-tuned` buys its speed by not syncing at commit; "
+               "`sqlite-durable` is the same tuning with `synchronous=FULL`, the SQLite peer "
+               "that keeps the stack's promise (a 201 means the row is on disk).")
     out.append("")
     out.append("Success = 201 for a create, 200 for a read. Latency percentiles and the "
                "average are over every completed request, failures included (a timeout "
@@ -152,6 +213,13 @@ def render_markdown(result: BenchResult, healthy_at: float) -> str:
                "(the stack's availability SLO), Degraded ≥ 50%, Failing > 0%, Failed 0%. "
                "Error kinds: `http_NNN` by status, `rate_limited_429` = nginx's rate limit, "
                "`timeout`, `connect_error`, `disconnected`.")
+    if any(p.variant == REPORT_PATTERN for p in result.points):
+        out += ["", "## The report's table, redone", "",
+                "The chaos report's \"Performance Under Stress\" table as published, next to "
+                "the report's pattern (one `transaction.atomic()` ORM block: existence check, "
+                "then user and audit event) measured on the report's configuration "
+                f"(`{REPORT_CONFIGURATION}`) and on the stack.", ""]
+        out += report_table(result, healthy_at)
     for variant in o["variants"]:
         for config in CONFIGURATIONS:
             points = [p for p in result.points if p.config == config and p.variant == variant]
@@ -162,16 +230,23 @@ def render_markdown(result: BenchResult, healthy_at: float) -> str:
             out += performance_table(points, healthy_at)
     out += ["", "## Stack ÷ SQLite", "",
             "Ratios of successful requests per second at the same N (∞: the peer had none). "
-            "The last two columns compare the stack with its own bounds below.", ""]
+            "The last three columns compare the stack with its own bounds below; the "
+            "combined bound is 1 / (1/DB floor + 1/web ceiling), both halves of a create "
+            "on the same cores.", ""]
     out += ratio_table(result)
     if result.bounds:
         out += ["", "## Bounds", ""]
         out += bounds_table(result.bounds)
+        combined = combined_bound(result.bounds)
+        if combined:
+            out += ["", f"Combined bound (best floor and best ceiling): {combined:.0f} "
+                    "creates/s."]
     out += ["", "## Where the CPU went", "",
             "Average cores used during each point (2 cores = the whole machine). `app` is "
             "every Gunicorn process of the configuration; `supervisord` relays the stack's "
             "logs (the peers write theirs straight to a file); `other` is everything else "
-            "on the machine (other stacks, monitoring, other jobs).", ""]
+            "on the machine (other stacks, monitoring, other jobs); `idle` and `iowait` are "
+            "the cores nobody used (iowait: idle while I/O was due).", ""]
     out += cpu_table(result.points)
     out += ["", "## Integrity", ""]
     for config in CONFIGURATIONS:
@@ -205,7 +280,7 @@ def charts(result: BenchResult) -> dict[str, str]:
                 if pts:
                     found.append(Series(f"{config} ({variant})",
                                         [(p.n, metric(p)) for p in pts], COLORS[config],
-                                        dashed=variant != "write"))
+                                        dashed=variant != WRITE))
         return found
 
     hlines = []
@@ -215,6 +290,9 @@ def charts(result: BenchResult) -> dict[str, str]:
         hlines.append(HLine(f"DB floor {floor.per_s:.0f}/s", floor.per_s, "#8c510a"))
     if ceiling:
         hlines.append(HLine(f"web ceiling {ceiling.per_s:.0f}/s", ceiling.per_s, "#762a83"))
+    combined = combined_bound(result.bounds)
+    if combined:
+        hlines.append(HLine(f"combined bound {combined:.0f}/s", combined, "#35978f"))
     return {
         "success_rate.svg": line_chart(
             "Success rate vs concurrent users", "concurrent users (N)", "success rate (%)",

@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from bench.bounds import BoundResult
 from bench.load import LoadOutcome
+from bench.options import REPORT_PATTERN, VARIANTS, WRITE
 from bench.stats import OK, latency_summary_ms, ratio, success_rate
 
-CONFIGURATIONS = ("stack", "sqlite-default", "sqlite-tuned")
+CONFIGURATIONS = ("stack", "sqlite-default", "sqlite-tuned", "sqlite-durable")
 PEERS = CONFIGURATIONS[1:]
+#: The chaos report's own configuration: the app on SQLite with Django's defaults.
+REPORT_CONFIGURATION = "sqlite-default"
 
 
 @dataclass
@@ -34,6 +37,8 @@ class PointResult:
     cpu_cores: dict[str, float] = field(default_factory=dict)
     #: Peers only: app log lines naming SQLite lock errors during the point.
     lock_errors: int | None = None
+    #: Database errors the app named in its 503 responses (report pattern), by message.
+    db_errors: dict[str, int] = field(default_factory=dict)
 
     @property
     def success_rate(self) -> float:
@@ -51,6 +56,7 @@ class PointResult:
     def from_load(cls, config: str, variant: str, n: int, load: LoadOutcome, users: int,
                   audit: int, cpu_cores: dict[str, float],
                   lock_errors: int | None) -> PointResult:
+        """One point from what the load saw, the rows counted and the CPU meters."""
         return cls(
             config=config, variant=variant, n=n, requests=load.requests, ok=load.ok,
             errors={k: v for k, v in sorted(load.kinds.items()) if k != OK},
@@ -60,14 +66,24 @@ class PointResult:
             acked_creates=load.created, users=users, audit=audit,
             client_cpu_cores=round(load.client_cpu_s / load.elapsed_s, 3)
             if load.elapsed_s else 0.0,
-            cpu_cores=cpu_cores, lock_errors=lock_errors)
+            cpu_cores=cpu_cores, lock_errors=lock_errors, db_errors=dict(load.db_errors))
 
     def to_dict(self) -> dict[str, Any]:
-        data = asdict(self)
-        data.update(success_rate=round(self.success_rate, 5),
-                    ok_per_s=round(self.ok_per_s, 1),
-                    users_match_audit=self.users_match_audit)
-        return data
+        """One record of results.json: configuration × pattern × N (schema 2)."""
+        lat = self.latency_ms
+        return {
+            "configuration": self.config, "pattern": self.variant, "users": self.n,
+            "requests": self.requests, "ok": self.ok,
+            "success_rate": round(self.success_rate, 5), "ok_per_s": round(self.ok_per_s, 1),
+            "mean_ms": lat["mean"], "p50_ms": lat["p50"], "p95_ms": lat["p95"],
+            "p99_ms": lat["p99"], "max_ms": lat["max"], "ok_latency_ms": self.ok_latency_ms,
+            "errors": self.errors,
+            "lock_errors": {"responses": self.db_errors, "log_lines": self.lock_errors},
+            "acked_creates": self.acked_creates, "users_rows": self.users,
+            "audit_rows": self.audit, "users_match_audit": self.users_match_audit,
+            "elapsed_s": self.elapsed_s, "client_cpu_cores": self.client_cpu_cores,
+            "cpu_cores": self.cpu_cores,
+        }
 
 
 @dataclass
@@ -78,6 +94,8 @@ class BenchResult:
     options: dict[str, Any]
     machine: dict[str, Any]
     configurations: dict[str, str]
+    #: Per configuration: does an acknowledged write survive a power loss, and why.
+    durability: dict[str, dict[str, Any]]
     points: list[PointResult]
     bounds: list[BoundResult]
     out_dir: Path
@@ -95,16 +113,18 @@ class BenchResult:
 
     def to_dict(self) -> dict[str, Any]:
         return {
-            "schema": 1,
+            "schema": 2,
             "stack": self.stack,
             "started_at": self.started_at,
             "finished_at": self.finished_at,
             "options": self.options,
             "machine": self.machine,
             "configurations": self.configurations,
+            "durability": self.durability,
             "points": [p.to_dict() for p in self.points],
             "ratios": ratio_rows(self.points),
             "bounds": [b.to_dict() for b in self.bounds],
+            "combined_bound_per_s": combined_bound(self.bounds),
             "integrity": {
                 "users_match_audit": {
                     c: all(p.users_match_audit for p in self.points if p.config == c)
@@ -112,6 +132,24 @@ class BenchResult:
             },
             "notes": self.notes,
         }
+
+
+def best_bound(bounds: list[BoundResult], tool: str) -> BoundResult | None:
+    ok = [b for b in bounds if b.tool == tool and b.ok]
+    return max(ok, key=lambda b: b.per_s) if ok else None
+
+
+def combined_bound(bounds: list[BoundResult]) -> float | None:
+    """What the app path could reach if it cost nothing but its two halves.
+
+    A create needs the database's transaction (pgbench's floor) and the web path
+    (nginx → Gunicorn → Django without a view: the no-I/O ceiling) on the same two
+    cores, so their times add: 1 / (1/floor + 1/ceiling).
+    """
+    floor, ceiling = best_bound(bounds, "pgbench"), best_bound(bounds, "wrk django-404")
+    if not floor or not ceiling or floor.per_s <= 0 or ceiling.per_s <= 0:
+        return None
+    return round(1.0 / (1.0 / floor.per_s + 1.0 / ceiling.per_s), 1)
 
 
 def ratio_rows(points: list[PointResult]) -> list[dict[str, Any]]:
@@ -122,8 +160,9 @@ def ratio_rows(points: list[PointResult]) -> list[dict[str, Any]]:
     """
     index = {(p.config, p.variant, p.n): p for p in points}
     rows = []
+    order = {v: i for i, v in enumerate(VARIANTS)}
     keys = sorted({(p.variant, p.n) for p in points if p.config == "stack"},
-                  key=lambda k: (k[0] != "write", k[1]))
+                  key=lambda k: (order.get(k[0], len(order)), k[1]))
     for variant, n in keys:
         stack = index[("stack", variant, n)]
         row: dict[str, Any] = {"variant": variant, "n": n, "ok_per_s": {}, "success_rate": {},
@@ -155,7 +194,7 @@ def derive_notes(points: list[PointResult],
     else:
         notes.append(f"The load client used at most {client_peak:.2f} cores (one process "
                      "can use 1): it was not the bottleneck.")
-    default = [p for p in points if p.config == "sqlite-default" and p.variant == "write"]
+    default = [p for p in points if p.config == REPORT_CONFIGURATION and p.variant == WRITE]
     if default:
         locks = sum(p.lock_errors or 0 for p in default)
         worst = min(default, key=lambda p: p.success_rate)
@@ -171,6 +210,7 @@ def derive_notes(points: list[PointResult],
             notes.append(f"SQLite with Django's defaults logged `database is locked` "
                          f"{locks} times on the write path; its worst point was N = "
                          f"{worst.n} at {100 * worst.success_rate:.1f}% success.")
+    notes += _report_pattern_notes(points)
     stack = [p for p in points if p.config == "stack"]
     limited = sum(p.errors.get("rate_limited_429", 0) for p in stack)
     if limited:
@@ -183,4 +223,31 @@ def derive_notes(points: list[PointResult],
         notes.append(f"wrk ({worst.tool}, {worst.concurrency} connections) was answered 429 "
                      f"{worst.failed} times: nginx's per-address rate limit caps the web "
                      "ceiling, so the real ceiling is higher than the table shows.")
+    return notes
+
+
+def _report_pattern_notes(points: list[PointResult]) -> list[str]:
+    """Whether the report's failure was reproduced, and whether the stack fixed it."""
+    notes = []
+    report = sorted((p for p in points if p.config == REPORT_CONFIGURATION
+                     and p.variant == REPORT_PATTERN), key=lambda p: p.n)
+    if report:
+        locked = sum(sum(p.db_errors.values()) for p in report)
+        logged = sum(p.lock_errors or 0 for p in report)
+        curve = ", ".join(f"{100 * p.success_rate:.0f}% at N = {p.n}" for p in report)
+        falls = len(report) > 1 and report[-1].success_rate < report[0].success_rate
+        notes.append(
+            f"The report's pattern on the report's configuration: {curve}"
+            f"{' (success falls with N, as in the report)' if falls else ''}; the app "
+            f"answered 503 naming a SQLite lock error {locked} times and logged one "
+            f"{logged} times.")
+    stack = [p for p in points if p.config == "stack" and p.variant == REPORT_PATTERN]
+    if stack:
+        all_ok = all(p.success_rate == 1.0 and p.users_match_audit for p in stack)
+        worst = min(stack, key=lambda p: p.success_rate)
+        notes.append(
+            "The same pattern on the stack: "
+            + ("100% success with users == audit rows at every N." if all_ok else
+               f"worst {100 * worst.success_rate:.1f}% at N = {worst.n}"
+               f"{'' if worst.users_match_audit else ', users != audit rows'}."))
     return notes

@@ -15,9 +15,9 @@ import aiohttp
 import httpx
 
 from bench.bounds import BoundResult, run_pgbench, run_wrk
-from bench.load import LoadSpec, run_load
-from bench.options import BenchError, BenchOptions, make_options
-from bench.peers import SqlitePeer, deployed_app, reap_stale_peers
+from bench.load import REPORT_PATTERN_PATH, LoadSpec, run_load
+from bench.options import REPORT_PATTERN, BenchError, BenchOptions, make_options
+from bench.peers import SQLITE_MODES, SqlitePeer, deployed_app, reap_stale_peers
 from bench.procfs import CpuMeter, listener_pids
 from bench.report import write_report
 from bench.results import CONFIGURATIONS, BenchResult, PointResult, derive_notes
@@ -25,15 +25,16 @@ from bench.rows import PostgresCounter, RowCounter, SqliteCounter
 from infra.inventory import host_dir
 from infra.topology import Topology
 
-#: Loopback addresses of the two SQLite peers (outside every stack's range).
-PEER_ADDRESSES = {"sqlite-default": "127.0.60.1", "sqlite-tuned": "127.0.60.2"}
+#: Loopback addresses of the SQLite peers (outside every stack's range).
+PEER_ADDRESSES = {"sqlite-default": "127.0.60.1", "sqlite-tuned": "127.0.60.2",
+                  "sqlite-durable": "127.0.60.3"}
 #: Above this load average at the start, or this many cores of foreign CPU use on
 #: average during the points, the numbers are labelled as taken under load. (The
 #: load average at the end is no guide: the run itself keeps both cores busy.)
 QUIET_LOADAVG = 1.5
 QUIET_OTHER_CORES = 0.25
-_CODES = {"stack": "s", "sqlite-default": "d", "sqlite-tuned": "t", "write": "w",
-          "read-mix": "r"}
+_CODES = {"stack": "s", "sqlite-default": "d", "sqlite-tuned": "t", "sqlite-durable": "f",
+          "write": "w", "report-pattern": "p", "read-mix": "r"}
 
 
 def default_out_dir(reports_root: Path) -> Path:
@@ -67,7 +68,7 @@ def _stack_target(topology: Topology) -> _Target:
                    CpuMeter(groups, {"supervisord": supervisors}))
 
 
-def _check_stack(topology: Topology) -> None:
+def _check_stack(topology: Topology, opts: BenchOptions) -> None:
     if topology.target != "local":
         raise BenchError(f"stack {topology.stack} uses the {topology.target} target; the "
                          "benchmark runs against the local target only")
@@ -80,6 +81,14 @@ def _check_stack(topology: Topology) -> None:
     if status != 200:
         raise BenchError(f"stack {topology.stack} is unhealthy ({url} → HTTP {status}); "
                          f"check `invoke status --stack {topology.stack}`")
+    if REPORT_PATTERN in opts.variants:
+        # A GET is answered 405 where the pattern is served and 404 where it is not.
+        probe = topology.url("nginx", REPORT_PATTERN_PATH)
+        if httpx.get(probe, timeout=5).status_code == 404:
+            raise BenchError(
+                f"stack {topology.stack} does not serve the report's pattern ({probe} → 404):"
+                f" set `workload.report_pattern: true` in {topology.source} and re-deploy "
+                f"(invoke deploy --stack {topology.stack}), or leave out {REPORT_PATTERN}")
 
 
 def _measure_point(target: _Target, variant: str, n: int, opts: BenchOptions,
@@ -117,6 +126,15 @@ def _bounds(topology: Topology, opts: BenchOptions, rows: RowCounter, run_id: st
     return results
 
 
+def _stack_durability(topology: Topology) -> dict[str, Any]:
+    commit = topology.sizing.postgresql.synchronous_commit
+    durable = commit != "off"
+    why = (f"yes: synchronous_commit={commit}, PostgreSQL fsyncs the commit's WAL before "
+           "it answers" if durable else "no: synchronous_commit=off acknowledges before the "
+           "WAL is flushed (up to 3 × wal_writer_delay of commits can be lost)")
+    return {"durable": durable, "why": why}
+
+
 def _describe_stack(topology: Topology) -> str:
     s = topology.sizing
     apps = topology.instances("app")
@@ -139,7 +157,7 @@ def run_bench(topology: Topology, quick: bool = False, ns: str | list[int] | Non
     """
     opts = make_options(quick=quick, ns=ns, duration_s=duration_s, variants=variants,
                         max_requests=max_requests, timeout_s=timeout_s, bounds=bounds)
-    _check_stack(topology)
+    _check_stack(topology, opts)
     app = deployed_app(topology)
     out_dir = out_dir or default_out_dir(Path("reports"))
 
@@ -152,7 +170,7 @@ def run_bench(topology: Topology, quick: bool = False, ns: str | list[int] | Non
     run_id = secrets.token_hex(3)
     load_start = os.getloadavg()[0]
     started_at = datetime.now(UTC).isoformat(timespec="seconds")
-    peers = {name: SqlitePeer(name, name == "sqlite-tuned", address, app)
+    peers = {name: SqlitePeer(name, SQLITE_MODES[name], address, app)
              for name, address in PEER_ADDRESSES.items()}
     targets: dict[str, _Target] = {}
     try:
@@ -165,22 +183,24 @@ def run_bench(topology: Topology, quick: bool = False, ns: str | list[int] | Non
         targets["stack"] = _stack_target(topology)
         for target in targets.values():
             # Not recorded: first requests pay for imports, connections, page cache.
-            run_load(LoadSpec(target.url, 4, 1.0, 200, opts.timeout_s, "write",
-                              f"w{run_id}.{_CODES[target.name]}."))
+            for variant in sorted({"write", *opts.variants} - {"read-mix"}):
+                run_load(LoadSpec(target.url, 4, 1.0, 200, opts.timeout_s, variant,
+                                  f"w{run_id}.{_CODES[target.name]}{_CODES[variant]}."))
         bound_results = (_bounds(topology, opts, targets["stack"].rows, run_id, say)
                          if opts.bounds else [])
         points = []
         turn = 0
         for n in opts.ns:
-            for variant in opts.variants:
-                order = CONFIGURATIONS[turn % 3:] + CONFIGURATIONS[:turn % 3]
+            for variant in (v for v in opts.variants if n in opts.ns_for(v)):
+                shift = turn % len(CONFIGURATIONS)
+                order = CONFIGURATIONS[shift:] + CONFIGURATIONS[:shift]
                 turn += 1
                 for name in order:
                     prefix = f"b{run_id}.{_CODES[name]}{_CODES[variant]}{n}."
                     point = _measure_point(targets[name], variant, n, opts, prefix)
                     points.append(point)
                     p99 = point.latency_ms["p99"]
-                    say(f"{name:>14} {variant:<8} N={n:<4} {100 * point.success_rate:5.1f}% ok "
+                    say(f"{name:>14} {variant:<14} N={n:<4} {100 * point.success_rate:5.1f}% ok "
                         f"{point.ok_per_s:6.0f}/s p99 {p99 or 0:6.0f}ms "
                         f"rows {point.users}/{point.audit}")
                     time.sleep(opts.settle_s)
@@ -204,6 +224,9 @@ def run_bench(topology: Topology, quick: bool = False, ns: str | list[int] | Non
                  "client": f"aiohttp {aiohttp.__version__} in one asyncio process"},
         configurations={"stack": _describe_stack(topology),
                         **{name: peer.describe() for name, peer in peers.items()}},
+        durability={"stack": _stack_durability(topology),
+                    **{name: {"durable": peer.mode.durable, "why": peer.mode.durability}
+                       for name, peer in peers.items()}},
         points=points, bounds=bound_results, out_dir=Path(out_dir),
         notes=derive_notes(points, bound_results))
     paths = write_report(result, topology.monitoring.slo_availability)

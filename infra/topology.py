@@ -131,6 +131,10 @@ class Workload(Strict):
     #: always passed on the command line from the stack's sizing, whatever it says).
     gunicorn_config: str | None = "python:civicpulse.gunicorn_conf"
     health_path: str = Field("/civicpulse/health/", pattern=r"^/")
+    #: Also serve the chaos report's read-then-write create at
+    #: /api/report-pattern/users/: the benchmark's second write pattern, not an API
+    #: (reference app only; off unless a stack is benchmarked).
+    report_pattern: bool = False
 
 
 class ServiceEntry(Strict):

@@ -36,6 +36,9 @@ class DatabaseConfig:
     pgbouncer: bool = False
     path: str = ""
     sqlite_tuned: bool = True
+    #: SQLite's PRAGMA synchronous for the tuned mode: NORMAL loses the last commits
+    #: on a power loss in WAL mode; FULL syncs the WAL on every commit (durable).
+    sqlite_synchronous: str = "NORMAL"
 
 
 @dataclass(frozen=True)
@@ -87,6 +90,9 @@ class AppConfig:
     allowed_hosts: tuple[str, ...] = ("127.0.0.1", "localhost")
     log_level: str = "INFO"
     metrics_dir: str = ""
+    #: Serve the chaos report's read-then-write ORM pattern at
+    #: /api/report-pattern/users/ (the benchmark's workload; off in production).
+    report_pattern: bool = False
 
 
 class _Reader:
@@ -188,10 +194,14 @@ def parse_config(data: dict[str, Any], source: str) -> AppConfig:
         allowed_hosts=tuple(hosts),
         log_level=log_level,
         metrics_dir=top.get("metrics_dir", str, ""),
+        report_pattern=top.get("report_pattern", bool, False),
         database=_parse_database(top.section("database", required=True)),
         redis=_parse_redis(top.section("redis", required=False)),
         gunicorn=_parse_gunicorn(top.section("gunicorn", required=False)),
     )
+
+
+SQLITE_SYNCHRONOUS = ("NORMAL", "FULL")
 
 
 def _parse_database(db: _Reader | None) -> DatabaseConfig:
@@ -203,6 +213,8 @@ def _parse_database(db: _Reader | None) -> DatabaseConfig:
             name="",
             path=db.get("path", str),
             sqlite_tuned=db.get("sqlite_tuned", bool, True),
+            sqlite_synchronous=db.get("sqlite_synchronous", str, "NORMAL",
+                                      choices=SQLITE_SYNCHRONOUS),
         )
     return DatabaseConfig(
         engine=engine,

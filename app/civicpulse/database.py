@@ -25,7 +25,8 @@ def django_database(db: DatabaseConfig) -> dict[str, Any]:
                 # WAL lets readers run beside the single writer.
                 "transaction_mode": "IMMEDIATE",
                 "timeout": 5,
-                "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL",
+                "init_command": ("PRAGMA journal_mode=WAL; "
+                                 f"PRAGMA synchronous={db.sqlite_synchronous}"),
             },
         }
 

@@ -2,6 +2,7 @@
 
 from django.urls import path
 
+from civicpulse.config import get_config
 from civicpulse.core import views
 
 urlpatterns = [
@@ -11,6 +12,11 @@ urlpatterns = [
     path("api/audit/", views.audit_list, name="audit_list"),
     path("metrics", views.metrics, name="metrics"),
 ]
+
+if get_config().report_pattern:
+    # Only where the benchmark deploys it: the report's failing pattern, not an API.
+    urlpatterns.append(path("api/report-pattern/users/", views.users_create_report_pattern,
+                            name="users_create_report_pattern"))
 
 handler400 = "civicpulse.core.responses.bad_request"
 handler404 = "civicpulse.core.responses.not_found"

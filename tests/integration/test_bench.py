@@ -30,22 +30,39 @@ def check_quick_bench(topology: Topology, out_dir: Path) -> dict:
     result = run_bench(topology, quick=True, out_dir=out_dir, console=console)
     data = json.loads((out_dir / "results.json").read_text())
 
-    # Every configuration at every N of the quick run, write path only.
-    assert set(data["configurations"]) == set(CONFIGURATIONS)
+    # Every configuration at every N of the quick run: the write path at N = 1, 20,
+    # 200, the report's pattern at N = 1 and 20.
+    assert set(data["configurations"]) == set(CONFIGURATIONS) == set(data["durability"])
     for config in CONFIGURATIONS:
-        ns = sorted(p["n"] for p in data["points"] if p["config"] == config)
-        assert ns == list(QUICK_NS), (config, ns)
-    assert {p["variant"] for p in data["points"]} == {"write"}
+        for pattern, expected in (("write", QUICK_NS), ("report-pattern", (1, 20))):
+            ns = sorted(p["users"] for p in data["points"]
+                        if p["configuration"] == config and p["pattern"] == pattern)
+            assert ns == list(expected), (config, pattern, ns)
 
     for p in data["points"]:
         assert p["requests"] > 0 and p["elapsed_s"] > 0, p
-        assert p["users"] == p["audit"], p            # user + audit in one transaction
-        assert p["users"] >= p["acked_creates"], p    # every acknowledged create is stored
+        assert p["users_rows"] == p["audit_rows"], p        # user + audit together
+        assert p["users_rows"] >= p["acked_creates"], p     # every acknowledged create
         assert p["client_cpu_cores"] < 1.0, p
-    stack = [p for p in data["points"] if p["config"] == "stack"]
+    stack = [p for p in data["points"] if p["configuration"] == "stack"]
     assert all(p["ok"] > 0 and p["success_rate"] >= 0.99 for p in stack), stack
     assert data["integrity"]["users_match_audit"]["stack"] is True
     assert result.stack_integrity_ok
+
+    # The report's failure, reproduced: its pattern on its configuration at 20 users
+    # fails with SQLite's lock error, named in the responses and the app's log alike.
+    report20 = next(p for p in data["points"] if p["configuration"] == "sqlite-default"
+                    and p["pattern"] == "report-pattern" and p["users"] == 20)
+    assert report20["success_rate"] < 0.99, report20
+    locked = report20["lock_errors"]["responses"].get("database is locked", 0)
+    assert locked > 0 and report20["lock_errors"]["log_lines"] >= locked, report20
+    assert report20["errors"]["http_503"] >= locked
+    # ... and fixed: the stack runs the same pattern at 100 %.
+    stack_report = [p for p in stack if p["pattern"] == "report-pattern"]
+    assert all(p["success_rate"] == 1.0 for p in stack_report), stack_report
+    assert data["durability"]["sqlite-tuned"]["durable"] is False
+    assert data["durability"]["sqlite-durable"]["durable"] is True
+    assert data["durability"]["stack"]["durable"] is True
 
     pgbench = [b for b in data["bounds"] if b["tool"] == "pgbench"]
     assert pgbench and pgbench[0]["ok"] and pgbench[0]["per_s"] > 0
@@ -54,12 +71,13 @@ def check_quick_bench(topology: Topology, out_dir: Path) -> dict:
 
     md = (out_dir / "report.md").read_text()
     assert "| Concurrent Users | Success Rate | Avg Response Time | System Status |" in md
+    assert "## The report's table, redone" in md
     assert "## Stack ÷ SQLite" in md
     for svg in ("success_rate.svg", "p99_latency.svg", "throughput.svg"):
         assert (out_dir / svg).read_text().startswith("<svg")
 
     # The peers are gone: nothing listens where they did.
-    for config in ("sqlite-default", "sqlite-tuned"):
+    for config in ("sqlite-default", "sqlite-tuned", "sqlite-durable"):
         host, port = re.search(r"http://([\d.]+):(\d+)", data["configurations"][config]).groups()
         with pytest.raises(OSError), socket.create_connection((host, int(port)), timeout=1):
             pass

@@ -25,10 +25,13 @@ from bench.stats import (
 def test_defaults_full_and_quick():
     full = make_options()
     assert full.ns == FULL_NS == (1, 5, 10, 20, 50, 100, 200, 500, 1000)
-    assert full.variants == ("write", "read-mix") and full.duration_s == 10
+    assert full.variants == ("write", "report-pattern", "read-mix") and full.duration_s == 10
+    assert all(full.ns_for(v) == FULL_NS for v in full.variants)
     quick = make_options(quick=True)
     assert quick.ns == QUICK_NS == (1, 20, 200)
-    assert quick.variants == ("write",) and quick.duration_s == 3
+    assert quick.variants == ("write", "report-pattern") and quick.duration_s == 3
+    # CI's quick run measures the report's pattern where the report failed (1 and 20).
+    assert quick.ns_for("write") == QUICK_NS and quick.ns_for("report-pattern") == (1, 20)
     assert quick.max_requests >= 1 and quick.timeout_s > 0
 
 

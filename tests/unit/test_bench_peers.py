@@ -67,14 +67,28 @@ def test_deployed_app_is_required(tmp_path):
 def test_peer_config_matches_the_stack_sizing(tmp_path):
     app = peers.DeployedApp(venv=tmp_path, src=tmp_path, log_level="INFO", workers=4,
                             worker_class="sync", threads=1, timeout_s=30, hosts=2)
-    default = peers.SqlitePeer("sqlite-default", False, "127.0.60.1", app, workdir=tmp_path,
-                               port=8123)
+    default = peers.SqlitePeer("sqlite-default", peers.SQLITE_MODES["sqlite-default"],
+                               "127.0.60.1", app, workdir=tmp_path, port=8123)
     config = default._config()
+    # Django's defaults: no PRAGMA of ours, SQLite's own synchronous=FULL applies.
     assert config["database"] == {"engine": "sqlite", "path": str(tmp_path / "db.sqlite3"),
                                   "sqlite_tuned": False}
     assert config["gunicorn"]["workers"] == 4 and config["gunicorn"]["bind"].endswith(":8123")
     assert config["redis"] is None and config["log_level"] == "INFO"
+    # Every peer serves the report's pattern: it is the benchmark's own deployment.
+    assert config["report_pattern"] is True
     assert "Django defaults" in default.describe()
-    tuned = peers.SqlitePeer("sqlite-tuned", True, "127.0.60.2", app, workdir=tmp_path)
+    tuned = peers.SqlitePeer("sqlite-tuned", peers.SQLITE_MODES["sqlite-tuned"], "127.0.60.2",
+                             app, workdir=tmp_path)
     assert tuned._config()["database"]["sqlite_tuned"] is True
-    assert "WAL" in tuned.describe()
+    assert tuned._config()["database"]["sqlite_synchronous"] == "NORMAL"
+    assert "WAL" in tuned.describe() and "synchronous=NORMAL" in tuned.describe()
+    durable = peers.SqlitePeer("sqlite-durable", peers.SQLITE_MODES["sqlite-durable"],
+                               "127.0.60.3", app, workdir=tmp_path)
+    assert durable._config()["database"]["sqlite_synchronous"] == "FULL"
+
+
+def test_only_the_unsynced_wal_peer_is_called_not_durable():
+    durable = {name: mode.durable for name, mode in peers.SQLITE_MODES.items()}
+    assert durable == {"sqlite-default": True, "sqlite-tuned": False, "sqlite-durable": True}
+    assert "power loss" in peers.SQLITE_MODES["sqlite-tuned"].durability

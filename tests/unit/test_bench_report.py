@@ -10,15 +10,22 @@ from pathlib import Path
 import pytest
 
 from bench.bounds import BoundResult, parse_pgbench, parse_pgbench_log, parse_wrk
-from bench.report import format_errors, performance_table, render_markdown, write_report
-from bench.results import BenchResult, PointResult, derive_notes, ratio_rows
+from bench.report import (
+    format_errors,
+    performance_table,
+    render_markdown,
+    report_table,
+    write_report,
+)
+from bench.results import BenchResult, PointResult, combined_bound, derive_notes, ratio_rows
 from bench.rows import SqliteCounter
 from bench.svg import HLine, Series, line_chart
 
 
 def point(config: str, n: int, ok: int, requests: int, elapsed: float = 10.0,
           users: int | None = None, audit: int | None = None, variant: str = "write",
-          errors: dict | None = None, lock_errors: int | None = None) -> PointResult:
+          errors: dict | None = None, lock_errors: int | None = None,
+          db_errors: dict | None = None) -> PointResult:
     users = ok if users is None else users
     return PointResult(
         config=config, variant=variant, n=n, requests=requests, ok=ok,
@@ -30,7 +37,7 @@ def point(config: str, n: int, ok: int, requests: int, elapsed: float = 10.0,
         acked_creates=ok, users=users, audit=users if audit is None else audit,
         client_cpu_cores=0.1, cpu_cores={"app": 1.2, "client": 0.1, "other": 0.1,
                                          "machine": 1.9},
-        lock_errors=lock_errors)
+        lock_errors=lock_errors, db_errors=db_errors or {})
 
 
 def sample_result(tmp_path: Path) -> BenchResult:
@@ -39,6 +46,12 @@ def sample_result(tmp_path: Path) -> BenchResult:
         point("sqlite-tuned", 1, 150, 150),
         point("stack", 20, 3000, 3000), point("sqlite-default", 20, 0, 500, lock_errors=500),
         point("sqlite-tuned", 20, 2000, 2000),
+        point("sqlite-durable", 1, 90, 90), point("sqlite-durable", 20, 250, 250),
+        point("stack", 1, 80, 80, variant="report-pattern"),
+        point("sqlite-default", 1, 95, 95, variant="report-pattern"),
+        point("stack", 20, 2500, 2500, variant="report-pattern"),
+        point("sqlite-default", 20, 3, 400, variant="report-pattern", lock_errors=397,
+              db_errors={"database is locked": 397}),
     ]
     bounds = [
         BoundResult("pgbench", 20, 10, True, per_s=1500.0, requests=15000,
@@ -50,11 +63,14 @@ def sample_result(tmp_path: Path) -> BenchResult:
     return BenchResult(
         stack="lab", started_at="2026-01-01T00:00:00+00:00",
         finished_at="2026-01-01T00:01:00+00:00",
-        options={"quick": True, "ns": [1, 20], "variants": ["write"], "duration_s": 3.0,
-                 "max_requests": 10000, "timeout_s": 20.0},
+        options={"quick": True, "ns": [1, 20], "variants": ["write", "report-pattern"],
+                 "duration_s": 3.0, "max_requests": 10000, "timeout_s": 20.0},
         machine={"cpus": 2, "loadavg_start": 0.4, "loadavg_end": 2.1, "other_cores_mean": 0.1,
                  "under_load": False, "client": "aiohttp"},
-        configurations={"stack": "nginx → …", "sqlite-default": "…", "sqlite-tuned": "…"},
+        configurations={"stack": "nginx → …", "sqlite-default": "…", "sqlite-tuned": "…",
+                        "sqlite-durable": "…"},
+        durability={"stack": {"durable": True, "why": "yes: synchronous_commit=on"},
+                    "sqlite-tuned": {"durable": False, "why": "no: synchronous=NORMAL"}},
         points=points, bounds=bounds, out_dir=tmp_path / "bench-x",
         notes=derive_notes(points))
 
@@ -71,7 +87,11 @@ def test_performance_table_uses_the_report_columns_first():
 
 def test_error_cell_names_lock_errors_and_rate_limits():
     p = point("sqlite-default", 5, 6, 10, errors={"http_503": 4}, lock_errors=4)
-    assert format_errors(p) == "http_503 ×4 (database is locked ×4)"
+    assert format_errors(p) == "http_503 ×4 (lock errors logged ×4)"
+    p = point("sqlite-default", 5, 6, 10, errors={"http_503": 4}, lock_errors=4,
+              db_errors={"database is locked": 3, "database table is locked": 1})
+    assert format_errors(p) == ("http_503 ×4 (database is locked ×3, database table is "
+                                "locked ×1, lock errors logged ×4)")
     p = point("stack", 5, 8, 10, errors={"rate_limited_429": 2})
     assert format_errors(p) == "rate_limited_429 ×2"
     assert format_errors(point("stack", 1, 10, 10)) == "—"
@@ -79,12 +99,15 @@ def test_error_cell_names_lock_errors_and_rate_limits():
 
 def test_ratio_rows(tmp_path):
     rows = ratio_rows(sample_result(tmp_path).points)
-    assert [(r["variant"], r["n"]) for r in rows] == [("write", 1), ("write", 20)]
+    assert [(r["variant"], r["n"]) for r in rows] == [
+        ("write", 1), ("write", 20), ("report-pattern", 1), ("report-pattern", 20)]
+    assert rows[1]["stack_over_sqlite_durable"] == round(300 / 25, 3)
     assert rows[0]["stack_over_sqlite_default"] == 1.0
     assert rows[0]["stack_over_sqlite_tuned"] == round(100 / 150, 3)
     assert rows[1]["stack_over_sqlite_default"] is None  # the peer had no success at all
     assert rows[1]["stack_over_sqlite_tuned"] == 1.5
-    assert rows[1]["ok_per_s"] == {"stack": 300.0, "sqlite-default": 0.0, "sqlite-tuned": 200.0}
+    assert rows[1]["ok_per_s"] == {"stack": 300.0, "sqlite-default": 0.0, "sqlite-tuned": 200.0,
+                                   "sqlite-durable": 25.0}
 
 
 def test_markdown_report(tmp_path):
@@ -92,10 +115,14 @@ def test_markdown_report(tmp_path):
     assert "## Performance Under Stress — stack, write path" in md
     assert "## Performance Under Stress — sqlite-default, write path" in md
     assert "| 20 | 0% | 50 ms | Failed | 0 |" in md
-    assert "database is locked ×500" in md
+    assert "lock errors logged ×500" in md
     # Ratio table: ∞ where the peer had nothing; fractions of the bounds.
-    assert "| write | 20 | 300 | 0 | ∞ | 200 | 1.50× |" in md
-    assert "| 20% | 30% |" in md  # 300 of 1500 (DB floor), 300 of 1000 (web ceiling)
+    assert "| write | 20 | 300 | 0 | ∞ | 200 | 1.50× | 25 | 12× |" in md
+    # 300 of 1500 (DB floor), of 1000 (web ceiling), of 1/(1/1500 + 1/1000) = 600.
+    assert "| 20% | 30% | 50% |" in md
+    assert "Combined bound (best floor and best ceiling): 600 creates/s." in md
+    assert "no: synchronous=NORMAL" in md
+    assert "## The report's table, redone" in md
     assert "not measured" in md and "wrk not found" in md
     assert "users == audit rows at every point" in md
     assert "![throughput](throughput.svg)" in md
@@ -115,16 +142,51 @@ def test_write_report_files(tmp_path):
     assert set(paths) == {"markdown", "json", "success_rate.svg", "p99_latency.svg",
                           "throughput.svg"}
     data = json.loads(paths["json"].read_text())
-    assert {p["config"] for p in data["points"]} == {"stack", "sqlite-default", "sqlite-tuned"}
+    assert data["schema"] == 2
+    assert {p["configuration"] for p in data["points"]} == {
+        "stack", "sqlite-default", "sqlite-tuned", "sqlite-durable"}
     assert data["integrity"]["users_match_audit"]["stack"] is True
     assert data["ratios"][1]["stack_over_sqlite_tuned"] == 1.5
     assert data["bounds"][0]["tool"] == "pgbench"
-    stack20 = next(p for p in data["points"] if p["config"] == "stack" and p["n"] == 20)
+    assert data["combined_bound_per_s"] == 600.0
+    assert data["durability"]["sqlite-tuned"]["durable"] is False
+    stack20 = next(p for p in data["points"] if p["configuration"] == "stack"
+                   and p["users"] == 20 and p["pattern"] == "write")
     assert stack20["ok_per_s"] == 300.0 and stack20["success_rate"] == 1.0
+    # The record the issue asks for, one per configuration × pattern × N.
+    assert {"configuration", "pattern", "users", "requests", "success_rate", "ok_per_s",
+            "p50_ms", "p99_ms", "errors", "lock_errors", "users_rows",
+            "audit_rows"} <= set(stack20)
+    locked = next(p for p in data["points"] if p["configuration"] == "sqlite-default"
+                  and p["users"] == 20 and p["pattern"] == "report-pattern")
+    assert locked["lock_errors"] == {"responses": {"database is locked": 397},
+                                     "log_lines": 397}
+    assert locked["users_rows"] == locked["audit_rows"] == 3
     for name in ("success_rate.svg", "p99_latency.svg", "throughput.svg"):
         root = ET.fromstring(paths[name].read_text())
         assert root.tag.endswith("svg")
-        assert len(root.findall("{http://www.w3.org/2000/svg}polyline")) == 3
+        # write on 4 configurations, the report's pattern on 2: one line each
+        assert len(root.findall("{http://www.w3.org/2000/svg}polyline")) == 6
+
+
+def test_report_table_sits_next_to_the_published_numbers(tmp_path):
+    lines = report_table(sample_result(tmp_path), 0.999)
+    assert lines[0].startswith("| Concurrent Users | Report: Success Rate |")
+    # N = 1 and 20 were measured; the report's own cells come first.
+    assert lines[2].startswith("| 1 | 100% | 50ms | Healthy | 100% | 50 ms | Healthy | — |")
+    assert lines[3].startswith("| 20 | 0% | Timeout | Failed | 0.8% | 50 ms | Failing "
+                               "| http_503 ×397 (database is locked ×397, lock errors "
+                               "logged ×397) | 100% | 50 ms | Healthy | 2500 / 2500 |")
+    assert len(lines) == 4
+
+
+def test_combined_bound_adds_the_two_halves():
+    floor = BoundResult("pgbench", 20, 10, True, per_s=4000.0)
+    ceiling = BoundResult("wrk django-404", 50, 10, True, per_s=2000.0)
+    assert combined_bound([floor, ceiling]) == round(1 / (1 / 4000 + 1 / 2000), 1)
+    assert combined_bound([floor]) is None
+    failed = BoundResult("wrk django-404", 50, 10, False)
+    assert combined_bound([floor, failed]) is None
 
 
 def test_server_cpu_per_request_excludes_client_and_foreign_load():
@@ -142,6 +204,14 @@ def test_notes_follow_from_the_numbers():
     assert "no `database is locked`" in notes[1]
     locked = [point("sqlite-default", 20, 10, 50, lock_errors=40)]
     assert "`database is locked` 40 times" in derive_notes(locked)[1]
+    report = [point("sqlite-default", 1, 10, 10, variant="report-pattern"),
+              point("sqlite-default", 20, 5, 50, variant="report-pattern", lock_errors=45,
+                    db_errors={"database is locked": 45}),
+              point("stack", 20, 50, 50, variant="report-pattern")]
+    text = " ".join(derive_notes(report))
+    assert "100% at N = 1, 10% at N = 20 (success falls with N" in text
+    assert "503 naming a SQLite lock error 45 times and logged one 45 times" in text
+    assert "100% success with users == audit rows at every N" in text
     limited = [point("stack", 500, 90, 100, errors={"rate_limited_429": 10})]
     assert any("rate limit" in n for n in derive_notes(limited))
     capped = BoundResult("wrk django-404", 20, 10, True, per_s=2400.0, failed=46915,

@@ -13,7 +13,7 @@ from django.db import DatabaseError, connection
 from django.http import HttpRequest, HttpResponse
 from django.views.decorators.csrf import csrf_exempt
 
-from civicpulse.core import audit, db_errors, responses, user_store
+from civicpulse.core import audit, db_errors, report_pattern, responses, user_store
 from civicpulse.core import health as health_checks
 from civicpulse.core import metrics as app_metrics
 from civicpulse.core.validation import (
@@ -89,6 +89,33 @@ def users_create(request: HttpRequest) -> HttpResponse:
     if result.replayed:
         response["Idempotent-Replayed"] = "true"
     return response
+
+
+@csrf_exempt
+@uses_database
+def users_create_report_pattern(request: HttpRequest) -> HttpResponse:
+    """The chaos report's read-then-write ORM create (see report_pattern.py)."""
+    if request.method != "POST":
+        return responses.method_not_allowed(("POST",))
+    try:
+        username, email = parse_new_user(request.body)
+    except RequestDataTooBig:
+        return responses.error(400, "request body too large", None)
+    except InvalidRequest as exc:
+        return responses.error(400, exc.message, exc.field)
+    try:
+        body = report_pattern.create_user_as_the_report_did(
+            username, email, request.request_id)  # type: ignore[attr-defined]
+    except report_pattern.UsernameTaken:
+        return responses.error(409, "username already exists", "username")
+    except DatabaseError as exc:
+        response = _database_failure(exc, request)
+        # The benchmark counts the report's lock errors from the responses too.
+        lock = report_pattern.lock_error(exc)
+        if lock:
+            response["X-Database-Error"] = lock
+        return response
+    return responses.raw_json_response(body, 201)
 
 
 @uses_database
