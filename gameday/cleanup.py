@@ -22,12 +22,12 @@ from typing import Any
 
 import httpx
 
-from gameday import nft, procfs
+from gameday import procfs
 from gameday.faults import load_all
 from gameday.faults.base import UNDO_HANDLERS, UndoContext, run_undo
 from gameday.faults.disk import BALLOON
 from gameday.journal import FAILED_UNDO, UNDONE, StackLock, read_journal
-from gameday.targets import target_for
+from gameday.targets import nft, target_for
 from gameday.targets.base import Target
 from infra.inventory import host_dir
 from infra.ops.disk import stack_mounts

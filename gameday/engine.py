@@ -51,7 +51,7 @@ from gameday.results import (
     GamedayRun,
     ScenarioResult,
 )
-from gameday.runbook_runner import RunbookResult, parse_runbook, run_runbook, runbook_env
+from gameday.runbook_runner import RunbookResult, parse_runbook, run_runbook
 from gameday.scenario import Scenario as ScenarioSpec
 from gameday.scenario import (
     ScenarioSummary,
@@ -64,6 +64,7 @@ from gameday.score import run_score, scenario_score
 from gameday.targets import target_for
 from gameday.targets.base import Target
 from gameday.verdict import evaluate, hypothesis_holds
+from infra.runbook_env import runbook_env
 from infra.topology import REPO_ROOT, Topology
 from infra.yaml_source import ConfigError
 

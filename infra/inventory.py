@@ -15,7 +15,7 @@ from typing import Any
 import yaml
 
 from infra.catalog import debian_packages
-from infra.ops.drained import drained_hosts
+from infra.drained import drained_hosts
 from infra.topology import REPO_ROOT, Host, Topology
 from infra.workload import requirements
 

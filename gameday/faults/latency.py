@@ -24,9 +24,10 @@ import os
 import sys
 from pathlib import Path
 
-from gameday import nft, tcp_proxy
+from gameday import tcp_proxy
 from gameday.faults.base import marker_for
 from gameday.faults.network import _NftFault
+from gameday.targets import nft
 from gameday.targets.base import NetworkFault
 
 PROXY_SCRIPT = Path(tcp_proxy.__file__).resolve()

@@ -12,8 +12,8 @@ import pwd
 import shutil
 from typing import Any
 
-from gameday import nft
 from gameday.faults.base import Fault, UndoContext, undo_handler
+from gameday.targets import nft
 from gameday.targets.base import NetworkFault
 
 

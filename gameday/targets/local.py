@@ -15,7 +15,8 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from gameday import nft, procfs
+from gameday import procfs
+from gameday.targets import nft
 from gameday.targets.base import CommandResult, NetworkFault, ServiceState, Target, run_command
 from infra.inventory import host_dir, notification_log_path
 from infra.local_target import runs_on_this_machine

@@ -14,12 +14,12 @@ from pathlib import Path
 
 import pytest
 
-from gameday import nft
 from gameday.cleanup import cleanup
 from gameday.engine import run_gameday
 from gameday.journal import APPLIED, journal_path, read_journal
 from gameday.progress import Progress
 from gameday.results import FALSIFIED, HELD, PLANNED, SKIPPED
+from gameday.targets import nft
 from infra.topology import REPO_ROOT
 
 pytestmark = [pytest.mark.slow, pytest.mark.deploy]

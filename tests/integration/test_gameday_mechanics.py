@@ -21,12 +21,13 @@ from pathlib import Path
 
 import pytest
 
-from gameday import nft, procfs
+from gameday import procfs
 from gameday.cleanup import cleanup
 from gameday.faults import fault_class
 from gameday.faults.base import FaultContext
 from gameday.journal import RollbackJournal, read_journal
 from gameday.scenario import FaultSpec
+from gameday.targets import nft
 from gameday.targets.base import NetworkFault
 from gameday.targets.local import LocalTarget
 from infra.topology import REPO_ROOT, load_stack

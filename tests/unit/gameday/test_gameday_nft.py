@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from gameday import nft
+from gameday.targets import nft
 from gameday.targets.base import NetworkFault
 
 
