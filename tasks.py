@@ -137,7 +137,7 @@ def gameday(c: Context, stack: str = "lab", scenario: list[str] | None = None,
             list_: bool = False, dry_run: bool = False, cleanup: bool = False) -> None:
     """Run GameDays: fault under load, time-to-detect, runbook, time-to-recover, lost writes."""
     import gameday as gd
-    from gameday.journal import JournalBusy
+    from gameday.rollback_log import RollbackLogBusy
 
     topology = _topology(stack)
     try:
@@ -159,7 +159,7 @@ def gameday(c: Context, stack: str = "lab", scenario: list[str] | None = None,
     except ConfigError as exc:
         raise Exit("scenario files are invalid, nothing ran:\n  " +
                    "\n  ".join(exc.problems), code=2) from None
-    except JournalBusy as exc:
+    except RollbackLogBusy as exc:
         raise Exit(f"another GameDay or cleanup holds stack {topology.stack}: {exc}",
                    code=2) from None
     except RuntimeError as exc:

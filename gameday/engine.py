@@ -6,14 +6,14 @@ For each scenario:
    `settle_s`, and no expected alert already firing (else refused: we never inject
    into an unhealthy stack);
 3. load through nginx for the whole scenario; `before_s` of healthy traffic;
-4. inject (the fault journals first), hold for `duration_s` while a watch loop checks
+4. inject (the fault logs its undo first), hold for `duration_s` while a watch loop checks
    the steady state every `interval_s` and the stop conditions (blast radius: abort
    and roll back early); the runbook runs when the first expected alert fires;
 5. roll back, wait for recovery, alerts resolving and the runbook (each bounded by its
    deadline), keep `after_s` of traffic, stop the load;
 6. reconcile every write against PostgreSQL, evaluate the checks, score.
 
-Rollback is guaranteed by construction: every change is in the on-disk journal
+Rollback is guaranteed by construction: every change is in the on-disk rollback log
 before it is made; each scenario rolls back in `finally` (success, failure, abort,
 exception); SIGINT/SIGTERM cancel the run, which unwinds through those `finally`
 blocks (a second signal cannot interrupt a rollback); anything left is undone by
@@ -36,7 +36,6 @@ from gameday.alerts import FIRING, PENDING, WATCHDOG, AlertSources, alert_rules
 from gameday.clock import Clock
 from gameday.faults import fault_class
 from gameday.faults.base import Fault, FaultContext
-from gameday.journal import RollbackJournal, StackLock, read_journal
 from gameday.load import LoadGenerator
 from gameday.probes import ProbeRunner
 from gameday.progress import LiveProgress, Progress
@@ -51,6 +50,7 @@ from gameday.results import (
     GamedayRun,
     ScenarioResult,
 )
+from gameday.rollback_log import RollbackLog, StackLock, read_rollback_logs
 from gameday.runbook_runner import RunbookResult, parse_runbook, run_runbook
 from gameday.scenario import Scenario as ScenarioSpec
 from gameday.scenario import (
@@ -105,12 +105,12 @@ async def uninterruptible(awaitable: Awaitable[T]) -> T:
 
 class ScenarioRunner:
     def __init__(self, scenario: ScenarioSpec, topology: Topology, target: Target,
-                 journal: RollbackJournal, run_id: str, index: int,
+                 rollback_log: RollbackLog, run_id: str, index: int,
                  progress: Progress) -> None:
         self.scenario = scenario
         self.topology = topology
         self.target = target
-        self.journal = journal
+        self.rollback_log = rollback_log
         self.run_id = run_id
         self.index = index
         self.progress = progress
@@ -151,8 +151,9 @@ class ScenarioRunner:
         self.progress.event(message)
 
     def make_fault(self) -> Fault:
-        ctx = FaultContext(topology=self.topology, target=self.target, journal=self.journal,
-                           scenario_id=self.scenario.id, log=self.log, run_id=self.run_id)
+        ctx = FaultContext(topology=self.topology, target=self.target,
+                           rollback_log=self.rollback_log, scenario_id=self.scenario.id,
+                           log=self.log, run_id=self.run_id)
         return fault_class(self.scenario.fault.kind)(self.scenario.fault, ctx)
 
     def preflight(self) -> tuple[list[str], list[str]]:
@@ -545,8 +546,8 @@ class ScenarioRunner:
 
 # --- dry run ----------------------------------------------------------------------------
 async def plan_scenario(scenario: ScenarioSpec, topology: Topology, target: Target,
-                        journal: RollbackJournal, run_id: str, index: int) -> ScenarioResult:
-    runner = ScenarioRunner(scenario, topology, target, journal, run_id, index, Progress())
+                        rollback_log: RollbackLog, run_id: str, index: int) -> ScenarioResult:
+    runner = ScenarioRunner(scenario, topology, target, rollback_log, run_id, index, Progress())
     refuse, skip = runner.preflight()
     result = runner.result
     if refuse:
@@ -629,7 +630,7 @@ async def _run_all(run: GamedayRun, scenarios: list[ScenarioSpec], topology: Top
                    target: Target, progress: Progress) -> None:
     from gameday.cleanup import cleanup
 
-    # A dry run changes nothing: no lock, no journal file, no cleanup.
+    # A dry run changes nothing: no lock, no rollback log file, no cleanup.
     lock = None if run.dry_run else StackLock(topology.state_dir).acquire()
     main = asyncio.current_task()
     loop = asyncio.get_running_loop()
@@ -649,26 +650,27 @@ async def _run_all(run: GamedayRun, scenarios: list[ScenarioSpec], topology: Top
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, on_signal, sig)
     progress.start()
-    journal: RollbackJournal | None = None
+    rollback_log: RollbackLog | None = None
     try:
         if run.dry_run:
-            journal = RollbackJournal(topology.state_dir, run.run_id, topology.stack)
+            rollback_log = RollbackLog(topology.state_dir, run.run_id, topology.stack)
         else:
-            leftover = read_journal(topology.state_dir)
-            if leftover is not None and leftover.pending():
+            leftover = next((log for log in read_rollback_logs(topology.state_dir)
+                             if log.pending()), None)
+            if leftover is not None:
                 report = await asyncio.to_thread(cleanup, topology, target, lock_held=True)
                 run.notes.append(f"a previous run ({leftover.run_id}) left changes; cleaned "
                                  f"up first: {report.summary()}")
                 if not report.ok:
                     raise RuntimeError(f"cleanup of a previous run failed: {report.summary()}")
-            journal = RollbackJournal.create(topology.state_dir, run.run_id, topology.stack)
+            rollback_log = RollbackLog.create(topology.state_dir, run.run_id, topology.stack)
         for index, scenario in enumerate(scenarios, 1):
             progress.update(index=f"[{index}/{len(scenarios)}]")
             if run.dry_run:
-                run.results.append(await plan_scenario(scenario, topology, target, journal,
+                run.results.append(await plan_scenario(scenario, topology, target, rollback_log,
                                                        run.run_id, index))
                 continue
-            runner = ScenarioRunner(scenario, topology, target, journal, run.run_id, index,
+            runner = ScenarioRunner(scenario, topology, target, rollback_log, run.run_id, index,
                                     progress)
             try:
                 run.results.append(await runner.run())
@@ -681,8 +683,8 @@ async def _run_all(run: GamedayRun, scenarios: list[ScenarioSpec], topology: Top
         progress.stop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.remove_signal_handler(sig)
-        if journal is not None and not run.dry_run and not journal.finish():
-            # Some rollback failed: retry everything from the journal, then check health.
+        if rollback_log is not None and not run.dry_run and not rollback_log.finish():
+            # Some rollback failed: retry everything from the rollback log, then check health.
             report = await asyncio.to_thread(cleanup, topology, target, lock_held=True)
             run.cleanup = report.to_dict()
             run.notes.append(f"rollback incomplete; cleanup ran: {report.summary()}")

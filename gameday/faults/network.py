@@ -63,7 +63,7 @@ class _NftFault(Fault):
 
     async def inject(self) -> None:
         faults = self.network_faults()
-        entry = self.journal(f"nft {self.action} rules: " + "; ".join(
+        entry = self.record_change(f"nft {self.action} rules: " + "; ".join(
             nft.rule_for(f)[1] for f in faults), {"handler": "delete_nft_table"})
         for fault in faults:
             await asyncio.to_thread(self.ctx.target.apply_network_fault, fault)
