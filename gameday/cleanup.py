@@ -29,8 +29,8 @@ from gameday.faults.disk import BALLOON
 from gameday.rollback_log import FAILED_UNDO, UNDONE, StackLock, read_rollback_logs
 from gameday.targets import nft, target_for
 from gameday.targets.base import Target
-from infra.inventory import host_dir
 from infra.ops.disk import stack_mounts
+from infra.paths import host_dir
 from infra.topology import Topology
 
 

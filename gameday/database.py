@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Any, Literal
 
 from gameday.reconcile import AuditRow, UserRow
-from infra.inventory import secrets_dir
+from infra.paths import secrets_dir
 from infra.secrets import read_secret
 from infra.topology import Topology
 

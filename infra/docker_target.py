@@ -28,7 +28,7 @@ from urllib.parse import urlparse
 import httpx
 from invoke import Exit
 
-from infra.inventory import secrets_dir
+from infra.paths import pulumi_dir, pulumi_home, secrets_dir
 from infra.topology import Topology
 from infra.yaml_source import ConfigError
 
@@ -133,11 +133,6 @@ def check_prerequisites() -> None:
 
 
 # --- Pulumi workspace ------------------------------------------------------------------
-def pulumi_dir(topology: Topology) -> Path:
-    """The file:// backend of the stack (its Pulumi state, encrypted secrets inside)."""
-    return topology.state_dir / "pulumi"
-
-
 def ensure_passphrase(topology: Topology) -> str:
     """The passphrase of the stack's Pulumi secrets: generated once, 0600, then reused."""
     directory = secrets_dir(topology)
@@ -186,9 +181,7 @@ def workspace_settings(topology: Topology) -> Workspace:
     env = {"PULUMI_CONFIG_PASSPHRASE": ensure_passphrase(topology),
            "PULUMI_BACKEND_URL": url,
            "PULUMI_SKIP_UPDATE_CHECK": "true",
-           # Keep the CLI's plugins and credentials out of the git checkout and apart
-           # from other Pulumi projects of this user.
-           "PULUMI_HOME": str(topology.state_dir / "pulumi-home")}
+           "PULUMI_HOME": str(pulumi_home(topology))}
     return Workspace(project_settings=settings, env_vars=env, backend_url=url)
 
 

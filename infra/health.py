@@ -18,7 +18,7 @@ import redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
-from infra.inventory import secrets_dir
+from infra.paths import secrets_dir
 from infra.secrets import read_secret
 from infra.topology import Service, Topology
 

@@ -24,7 +24,8 @@ import httpx
 
 from infra.ansible_run import PlaybookResult, run_playbook
 from infra.health import Health, probe_all, wait_healthy
-from infra.inventory import secrets_dir, work_dir, workload_archive_path, write_inventory
+from infra.inventory import write_inventory
+from infra.paths import secrets_dir, work_dir, workload_archive_path
 from infra.preflight import preflight
 from infra.secrets import ensure_secrets
 from infra.supervision import program_states, shutdown_host

@@ -15,7 +15,7 @@ import shlex
 import sys
 from pathlib import Path
 
-from infra.inventory import host_dir, secrets_dir
+from infra.paths import secrets_dir, supervisor_conf
 from infra.topology import REPO_ROOT, Topology, stack_path
 
 
@@ -51,14 +51,14 @@ def runbook_env(topology: Topology, alert: str | None = None,
             env[f"CP_ALERT_{_env_key(key)}"] = str(value)
     for host in topology.hosts:
         key = _env_key(host.name)
-        conf = host_dir(topology, host.name) / "supervisor" / "supervisord.conf"
+        conf = supervisor_conf(topology, host.name)
         env[f"CP_HOST_{key}_ADDRESS"] = host.address
         env[f"CP_HOST_{key}_SUPERVISORCTL"] = f"/usr/bin/supervisorctl -c {shlex.quote(str(conf))}"
     for svc in topology.services:
         if len(topology.instances(svc.name)) != 1:
             continue
         key = _env_key(svc.name)
-        conf = host_dir(topology, svc.host) / "supervisor" / "supervisord.conf"
+        conf = supervisor_conf(topology, svc.host)
         env[f"CP_{key}_HOST"] = svc.host
         env[f"CP_{key}_ADDRESS"] = svc.address
         env[f"CP_{key}_PORT"] = str(svc.port)

@@ -10,16 +10,11 @@ import os
 import signal
 import subprocess
 import time
-from pathlib import Path
 
-from infra.inventory import host_dir
+from infra.paths import host_dir, supervisor_conf
 from infra.topology import Topology
 
 SUPERVISORCTL = "/usr/bin/supervisorctl"
-
-
-def supervisor_conf(topology: Topology, host: str) -> Path:
-    return host_dir(topology, host) / "supervisor" / "supervisord.conf"
 
 
 def supervisorctl(topology: Topology, host: str, *args: str,

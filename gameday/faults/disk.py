@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from gameday.faults.base import Fault, UndoContext, undo_handler
-from infra.inventory import host_dir
+from infra.paths import host_dir
 
 BALLOON = ".civicpulse-gameday-balloon"
 

@@ -18,8 +18,8 @@ from pathlib import Path
 from gameday import procfs
 from gameday.targets import nft
 from gameday.targets.base import CommandResult, NetworkFault, ServiceState, Target, run_command
-from infra.inventory import host_dir, notification_log_path
 from infra.local_target import runs_on_this_machine
+from infra.paths import notification_log_path, supervisor_conf
 from infra.topology import Service, Topology
 
 SUPERVISORCTL = "/usr/bin/supervisorctl"
@@ -58,7 +58,7 @@ class LocalTarget(Target):
         return notification_log_path(self.topology) if runs_on_this_machine(host) else None
 
     def supervisor_conf(self, host: str) -> Path:
-        return host_dir(self.topology, host) / "supervisor" / "supervisord.conf"
+        return supervisor_conf(self.topology, host)
 
     def supervisorctl(self, host: str, *args: str, timeout_s: float = 60) -> CommandResult:
         return run_command([SUPERVISORCTL, "-c", str(self.supervisor_conf(host)), *args],

@@ -11,9 +11,9 @@ import redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
-from infra.inventory import secrets_dir
 from infra.ops.outcome import OpsError, Outcome
 from infra.ops.select import one_instance
+from infra.paths import secrets_dir
 from infra.secrets import read_secret
 from infra.topology import Topology
 

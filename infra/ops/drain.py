@@ -19,11 +19,12 @@ from collections.abc import Callable
 from typing import Any
 
 from infra.ansible_run import PlaybookResult, run_playbook
-from infra.drained import drained_hosts, drained_path, write_drained
+from infra.drained import drained_hosts, write_drained
 from infra.health import probe
-from infra.inventory import host_dir, write_inventory
+from infra.inventory import write_inventory
 from infra.ops.outcome import OpsError, Outcome
 from infra.ops.select import instances
+from infra.paths import drained_path, host_dir
 from infra.topology import Service, Topology
 
 PlaybookRunner = Callable[..., PlaybookResult]

@@ -17,7 +17,7 @@ from typing import IO, Any
 from rich.console import Console
 from rich.table import Table
 
-from infra.inventory import secrets_dir
+from infra.paths import secrets_dir
 from infra.secrets import SECRET_NAMES
 from infra.topology import Topology
 

@@ -305,7 +305,7 @@ def test_disk_full_fills_a_small_volume_and_frees_it(mech_topology, small_volume
 def ext4_volume(mech_topology):
     """PostgreSQL's data volume as the postgresql role makes it: a loop-mounted ext4
     image (32 MiB) at <host>/postgresql/volume, data directory inside."""
-    from infra.inventory import host_dir
+    from infra.paths import host_dir
 
     base = host_dir(mech_topology, "db")
     image, mount = base / "postgresql-volume.img", base / "postgresql" / "volume"
@@ -356,7 +356,7 @@ def test_disk_full_refuses_the_root_filesystem(mech_topology, tmp_path):
 def supervised(mech_topology):
     """A real supervisord for host `cache`, running a program named `redis` (a shell
     with two sleeping children, so that it has a process tree)."""
-    from infra.inventory import host_dir
+    from infra.paths import host_dir
 
     base = host_dir(mech_topology, "cache")
     sup = base / "supervisor"

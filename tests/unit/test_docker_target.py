@@ -127,7 +127,7 @@ def test_plugins_match_the_installed_sdks():
 
 
 def test_generated_secrets_land_where_probes_read_them(topology):
-    from infra.inventory import secrets_dir
+    from infra.paths import secrets_dir
     from infra.secrets import read_secret
 
     paths = write_secret_files(topology, {"redis": "abc", "app_db": "def"})

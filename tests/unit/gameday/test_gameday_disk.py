@@ -19,7 +19,7 @@ from gameday.faults import disk, fault_class
 from gameday.faults.base import FaultContext, UndoContext, run_undo
 from gameday.rollback_log import INTENT, RollbackLog, read_rollback_log, rollback_log_path
 from gameday.scenario import FaultSpec
-from infra.inventory import host_dir
+from infra.paths import host_dir
 
 MiB = 2**20
 
