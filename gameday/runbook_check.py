@@ -13,7 +13,7 @@ What it checks (the format itself is described in runbooks/README.md):
 - the title and the Meaning / Impact / Diagnosis / Mitigation sections (and
   Escalation for critical alerts);
 - every executable block parses exactly as the GameDay runner parses it
-  (`gameday.runbook_runner.parse_runbook`), has only known attributes, and calls only
+  (`gameday.runbook_markdown.parse_runbook`), has only known attributes, and calls only
   `python -m infra.ops <command>` with options its parser accepts, `invoke <task>`
   with a task and flags tasks.py defines, and a few text filters; no absolute path,
   no address, no stack name: only the documented `$CP_*` placeholders;
@@ -36,7 +36,6 @@ import json
 import re
 import shlex
 import sys
-import unicodedata
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -47,13 +46,21 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from gameday.runbook_runner import STEPS, RunbookError, parse_runbook
+from gameday.runbook_markdown import (
+    STEPS,
+    Fence,
+    RunbookError,
+    headings,
+    outside_code,
+    parse_runbook,
+    shell_fences,
+    slug,
+)
 from infra.topology import REPO_ROOT, load_stack
 
 REQUIRED_SECTIONS = ("Meaning", "Impact", "Diagnosis", "Mitigation")
 #: Block attributes the GameDay runner understands.
 ATTRIBUTES = ("step", "timeout", "attempts", "interval", "expect")
-SHELLS = ("sh", "bash", "shell", "console")
 #: Placeholders a step may use. The runner always sets CP_STACK and CP_ALERT_NAME;
 #: CP_ALERT_<LABEL> (HOST, SERVICE, INSTANCE, …) come from the firing alert's labels
 #: and may be unset, so steps must write them as ${CP_ALERT_HOST:-} (`bash -u`).
@@ -65,8 +72,6 @@ FILTERS = ("grep", "head", "tail", "wc", "sort", "uniq", "echo", "printf", "test
            "true", "false", "sleep")
 NOT_EXERCISED = re.compile(r"<!--\s*not-exercised:\s*(?P<reason>.*?)\s*-->", re.S)
 
-_FENCE = re.compile(r"^ {0,3}(?P<fence>`{3,}|~{3,})(?P<info>.*)$")
-_HEADING = re.compile(r"^(?P<level>#{1,6})\s+(?P<text>.+?)\s*#*\s*$")
 _LINK = re.compile(r"(?<!\!)\[(?P<text>[^\]]*)\]\((?P<target>[^)\s]+)(?:\s+\"[^\"]*\")?\)")
 _REF_LINK = re.compile(r"^\s{0,3}\[[^\]]+\]:\s+(?P<target>\S+)", re.M)
 _INLINE_CODE = re.compile(r"`[^`]*`")
@@ -252,43 +257,10 @@ def _ops_parse_error(argv: list[str]) -> str | None:
 
 # --- Markdown structure -------------------------------------------------------------------
 
-def _outside_code(text: str) -> list[tuple[int, str]]:
-    """(line number, line) of the lines outside fenced code blocks."""
-    out, fence = [], None
-    for number, line in enumerate(text.splitlines(), 1):
-        match = _FENCE.match(line)
-        if fence is None and match:
-            fence = match["fence"]
-            continue
-        if fence is not None:
-            if line.strip().startswith(fence) and line.strip().strip(fence[0]) == "":
-                fence = None
-            continue
-        out.append((number, line))
-    return out
-
-
-def headings(text: str) -> list[tuple[int, int, str]]:
-    """(line, level, text) of every ATX heading outside code."""
-    found = []
-    for number, line in _outside_code(text):
-        match = _HEADING.match(line)
-        if match:
-            found.append((number, len(match["level"]), match["text"]))
-    return found
-
-
-def slug(heading: str) -> str:
-    """GitHub's anchor for a heading."""
-    text = unicodedata.normalize("NFKC", heading).strip().lower()
-    text = re.sub(r"[^\w\- ]", "", text)
-    return text.replace(" ", "-")
-
-
 def check_links(path: Path, text: str, repo_root: Path) -> list[Problem]:
     rel = _rel(path, repo_root)
     problems = []
-    for number, line in _outside_code(text):
+    for number, line in outside_code(text):
         line = _INLINE_CODE.sub("", line)
         targets = [m["target"] for m in _LINK.finditer(line)]
         targets += [m["target"] for m in _REF_LINK.finditer(line)]
@@ -328,34 +300,6 @@ def check_sections(path: Path, text: str, alert: str, rule: AlertRule | None,
 
 
 # --- executable blocks ----------------------------------------------------------------------
-
-@dataclass(frozen=True)
-class Fence:
-    line: int
-    info: str
-    body: str
-
-
-def shell_fences(text: str) -> list[Fence]:
-    """Every fenced block whose info string starts with a shell name."""
-    fences, lines, i = [], text.splitlines(), 0
-    while i < len(lines):
-        match = _FENCE.match(lines[i])
-        if not match:
-            i += 1
-            continue
-        fence, info, start, body = match["fence"], match["info"].strip(), i + 1, []
-        i += 1
-        while i < len(lines) and not (lines[i].strip().startswith(fence)
-                                      and lines[i].strip().strip(fence[0]) == ""):
-            body.append(lines[i])
-            i += 1
-        i += 1
-        words = info.split()
-        if words and words[0] in SHELLS:
-            fences.append(Fence(line=start, info=info, body="\n".join(body)))
-    return fences
-
 
 def check_attributes(fence: Fence, rel: str) -> list[Problem]:
     problems = []

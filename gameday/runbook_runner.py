@@ -28,85 +28,10 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from gameday.runbook_markdown import STEPS, RunbookBlock, RunbookError, parse_runbook
 from infra.topology import REPO_ROOT
 
-STEPS = ("diagnose", "mitigate", "verify")
-_FENCE = re.compile(r"^(?P<indent> {0,3})(?P<fence>`{3,}|~{3,})(?P<info>.*)$")
-_SHELLS = {"sh", "bash", "shell", "console"}
 OUTPUT_LIMIT = 8000
-
-
-class RunbookError(Exception):
-    """A runbook is malformed (the message names file and line)."""
-
-
-@dataclass(frozen=True)
-class RunbookBlock:
-    step: str
-    code: str
-    line: int
-    timeout_s: float | None = None
-    attempts: int = 1
-    interval_s: float = 1.0
-    #: A regex the block's stdout must contain (re.search, multiline) for it to pass.
-    expect: str | None = None
-
-
-def parse_runbook(text: str, source: str = "runbook") -> list[RunbookBlock]:
-    """The executable blocks of a Markdown runbook, in file order."""
-    blocks: list[RunbookBlock] = []
-    lines = text.splitlines()
-    i = 0
-    while i < len(lines):
-        match = _FENCE.match(lines[i])
-        if not match:
-            i += 1
-            continue
-        fence, info, start = match["fence"], match["info"].strip(), i + 1
-        body: list[str] = []
-        i += 1
-        while i < len(lines) and not (lines[i].strip().startswith(fence[0] * len(fence))
-                                      and lines[i].strip().strip(fence[0]) == ""):
-            body.append(lines[i])
-            i += 1
-        if i >= len(lines):
-            raise RunbookError(f"{source}:{start}: code block is never closed")
-        i += 1
-        words = info.split()
-        if not words or words[0] not in _SHELLS:
-            continue
-        attrs = _attributes(words[1:], source, start)
-        if "step" not in attrs:
-            continue
-        if attrs["step"] not in STEPS:
-            raise RunbookError(f"{source}:{start}: step={attrs['step']} is not one of "
-                               f"{', '.join(STEPS)}")
-        try:
-            blocks.append(RunbookBlock(
-                step=attrs["step"], code="\n".join(body), line=start,
-                timeout_s=float(attrs["timeout"]) if "timeout" in attrs else None,
-                attempts=max(1, min(100, int(attrs.get("attempts", 1)))),
-                interval_s=max(0.0, min(60.0, float(attrs.get("interval", 1.0)))),
-                expect=_compiled(attrs["expect"]) if "expect" in attrs else None,
-            ))
-        except (ValueError, re.error) as exc:
-            raise RunbookError(f"{source}:{start}: bad block attribute ({exc})") from None
-    return blocks
-
-
-def _compiled(pattern: str) -> str:
-    re.compile(pattern)
-    return pattern
-
-
-def _attributes(words: Sequence[str], source: str, line: int) -> dict[str, str]:
-    attrs = {}
-    for word in words:
-        if "=" not in word:
-            raise RunbookError(f"{source}:{line}: block attribute {word!r} is not key=value")
-        key, value = word.split("=", 1)
-        attrs[key] = value.strip("\"'")
-    return attrs
 
 
 @dataclass
