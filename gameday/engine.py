@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from gameday import timeline as tl
-from gameday.alerts import FIRING, PENDING, WATCHDOG, AlertSources, alert_rules
+from gameday.alerts import FIRING, PENDING, WATCHDOG, AlertSources, loaded_alert_names
 from gameday.clock import Clock
 from gameday.faults import fault_class
 from gameday.faults.base import Fault, FaultContext
@@ -256,7 +256,7 @@ class ScenarioRunner:
         self.result.duration_s = self.clock.now()
 
     async def _note_missing_rules(self) -> None:
-        rules = await alert_rules(self.topology.url("prometheus"))
+        rules = await loaded_alert_names(self.topology.url("prometheus"))
         if rules is None:
             self.result.notes.append("could not list Prometheus' alerting rules")
             return

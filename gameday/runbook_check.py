@@ -57,6 +57,7 @@ from gameday.runbook_markdown import (
     slug,
 )
 from infra.topology import REPO_ROOT, load_stack
+from monitoring import alerts
 
 REQUIRED_SECTIONS = ("Meaning", "Impact", "Diagnosis", "Mitigation")
 #: Block attributes the GameDay runner understands.
@@ -150,42 +151,20 @@ def _rel(path: Path, root: Path) -> str:
         return str(path)
 
 
-def alert_rules(repo_root: Path, problems: list[Problem] | None = None) -> dict[str, AlertRule]:
-    """Every alerting rule, rendered for the lab stack the way the prometheus role does.
+def rules_by_name(repo_root: Path,
+                  problems: list[Problem] | None = None) -> dict[str, AlertRule]:
+    """Every alerting rule of the tree, rendered for the lab stack the way the
+    prometheus role does (by `monitoring.alerts`, the one loader of the rule files)."""
+    def unreadable(path: Path, exc: Exception) -> None:
+        if problems is not None:
+            problems.append(Problem(_rel(path, repo_root), None, f"cannot render the rules to "
+                                                                 f"list their alerts: {exc}"))
 
-    For this checkout, `monitoring.alerts` (the one listing the rest of the project
-    uses); for another tree (tests), its `monitoring/prometheus/rules/*.yml.j2`
-    rendered with the same renderer.
-    """
-    if repo_root == REPO_ROOT:
-        from monitoring import alerts
-
-        return {r.name: AlertRule(name=r.name, severity=r.severity,
-                                  runbook_url=r.runbook_url or None,
-                                  source=f"monitoring/prometheus/rules/{r.rule_file}.j2")
-                for r in alerts.alert_rules()}
-    from monitoring.render import render_template, template_context
-
-    context = template_context(load_stack("lab"))
-    rules: dict[str, AlertRule] = {}
-    for path in sorted((repo_root / "monitoring" / "prometheus" / "rules").glob("*.yml.j2")):
-        rel = _rel(path, repo_root)
-        try:
-            doc = yaml.safe_load(render_template(path, context)) or {}
-        except (ValueError, yaml.YAMLError) as exc:
-            if problems is not None:
-                problems.append(Problem(rel, None, f"cannot render the rules to list their "
-                                                   f"alerts: {exc}"))
-            continue
-        for group in doc.get("groups", []) or []:
-            for rule in group.get("rules", []) or []:
-                if "alert" in rule:
-                    rules[rule["alert"]] = AlertRule(
-                        name=rule["alert"], severity=(rule.get("labels") or {}).get(
-                            "severity", ""),
-                        runbook_url=(rule.get("annotations") or {}).get("runbook_url"),
-                        source=rel)
-    return rules
+    rules_dir = repo_root / "monitoring" / "prometheus" / "rules"
+    return {r.name: AlertRule(name=r.name, severity=r.severity,
+                              runbook_url=r.runbook_url or None,
+                              source=f"monitoring/prometheus/rules/{r.rule_file}.j2")
+            for r in alerts.alert_rules(load_stack("lab"), rules_dir, unreadable)}
 
 
 def scenario_refs(repo_root: Path, problems: list[Problem] | None = None) -> list[ScenarioRef]:
@@ -559,7 +538,7 @@ def check_runbooks(repo_root: Path = REPO_ROOT) -> Report:
     """Check every runbook under `repo_root/runbooks` (see the module docstring)."""
     repo_root = Path(repo_root).resolve()
     problems: list[Problem] = []
-    rules = alert_rules(repo_root, problems)
+    rules = rules_by_name(repo_root, problems)
     scenarios = scenario_refs(repo_root, problems)
     deadman = {name for s in scenarios for name, _req, source in s.alerts if source == "deadman"}
     known = set(rules) | deadman
