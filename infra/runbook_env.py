@@ -11,11 +11,11 @@ from __future__ import annotations
 
 import os
 import re
-import shlex
 import sys
 from pathlib import Path
 
-from infra.paths import secrets_dir, supervisor_conf
+from infra.paths import secrets_dir
+from infra.supervision import supervisorctl_shell
 from infra.topology import REPO_ROOT, Topology, stack_path
 
 
@@ -51,19 +51,17 @@ def runbook_env(topology: Topology, alert: str | None = None,
             env[f"CP_ALERT_{_env_key(key)}"] = str(value)
     for host in topology.hosts:
         key = _env_key(host.name)
-        conf = supervisor_conf(topology, host.name)
         env[f"CP_HOST_{key}_ADDRESS"] = host.address
-        env[f"CP_HOST_{key}_SUPERVISORCTL"] = f"/usr/bin/supervisorctl -c {shlex.quote(str(conf))}"
+        env[f"CP_HOST_{key}_SUPERVISORCTL"] = supervisorctl_shell(topology, host.name)
     for svc in topology.services:
         if len(topology.instances(svc.name)) != 1:
             continue
         key = _env_key(svc.name)
-        conf = supervisor_conf(topology, svc.host)
         env[f"CP_{key}_HOST"] = svc.host
         env[f"CP_{key}_ADDRESS"] = svc.address
         env[f"CP_{key}_PORT"] = str(svc.port)
         env[f"CP_{key}_URL"] = f"http://{svc.endpoint}"
-        env[f"CP_{key}_SUPERVISORCTL"] = f"/usr/bin/supervisorctl -c {shlex.quote(str(conf))}"
+        env[f"CP_{key}_SUPERVISORCTL"] = supervisorctl_shell(topology, svc.host)
     return env
 
 

@@ -10,7 +10,6 @@ scoped by the client service's system user.
 from __future__ import annotations
 
 import os
-import re
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -19,26 +18,15 @@ from gameday import procfs
 from gameday.targets import nft
 from gameday.targets.base import CommandResult, NetworkFault, ServiceState, Target, run_command
 from infra.local_target import runs_on_this_machine
-from infra.paths import notification_log_path, supervisor_conf
+from infra.paths import notification_log_path
+from infra.supervision import parse_status, supervisorctl_argv
 from infra.topology import Service, Topology
 
-SUPERVISORCTL = "/usr/bin/supervisorctl"
 RUNUSER = "/usr/sbin/runuser"
-_STATUS = re.compile(r"^(?P<name>\S+)\s+(?P<state>[A-Z]+)(?:\s+pid (?P<pid>\d+))?")
 
 
 class SupervisorError(Exception):
     pass
-
-
-def parse_status(output: str, program: str) -> tuple[str, int | None]:
-    """(state, pid) from `supervisorctl status <program>` output."""
-    for line in output.splitlines():
-        match = _STATUS.match(line.strip())
-        if match and match["name"] in (program, f"{program}:{program}"):
-            pid = int(match["pid"]) if match["pid"] else None
-            return match["state"], pid
-    return "UNKNOWN", None
 
 
 class LocalTarget(Target):
@@ -57,12 +45,8 @@ class LocalTarget(Target):
             return None
         return notification_log_path(self.topology) if runs_on_this_machine(host) else None
 
-    def supervisor_conf(self, host: str) -> Path:
-        return supervisor_conf(self.topology, host)
-
     def supervisorctl(self, host: str, *args: str, timeout_s: float = 60) -> CommandResult:
-        return run_command([SUPERVISORCTL, "-c", str(self.supervisor_conf(host)), *args],
-                           timeout_s)
+        return run_command(supervisorctl_argv(self.topology, host, *args), timeout_s)
 
     def state(self, service: Service) -> ServiceState:
         result = self.supervisorctl(service.host, "status", service.name, timeout_s=15)
