@@ -28,6 +28,12 @@ class OpsError(Exception):
     """The command cannot run as asked; the message says why and what to pass instead."""
 
 
+def unreadable_secret(topology: Topology, name: str, exc: OSError) -> OpsError:
+    """The error for a stack secret the command cannot read (not deployed, not root)."""
+    return OpsError(f"cannot read the {name} secret of stack {topology.stack} "
+                    f"({exc.strerror}): is the stack deployed, and are you root?")
+
+
 @dataclass
 class Outcome:
     """A command's result: `ok` becomes the exit status (0 or 1)."""
