@@ -5,7 +5,7 @@ Exit status: 0 the command did what it says and everything it checked is fine;
 below its threshold); 2 it could not run as asked (unknown host or service, stack not
 deployed, a service it needs is down): the message says what is valid instead.
 
-`COMMANDS` is the registry: `gameday/runbook_check.py` parses every runbook step
+`COMMANDS` is the registry: the runbook check (`gameday/runbook_lint.py`) parses every step
 against `build_parser()`, so a runbook cannot call a command or option that does
 not exist here.
 """
