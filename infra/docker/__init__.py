@@ -65,6 +65,7 @@ missing-prerequisite path of `invoke deploy --target docker`. Not verified: a re
 upload owners and modes), the health checks, and the GameDay driver end to end.
 
 Modules: `layout` (names and addresses), `render` (Ansible templates without
-Ansible), `services` (what each container needs; pure data), `program` (the Pulumi
+Ansible), `specs` (the plan as data), `container_files` (the files each container
+gets), `services` (what each container needs: the plan), `program` (the Pulumi
 resources). The entry points are in `infra.docker_target`.
 """

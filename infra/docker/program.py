@@ -38,14 +38,8 @@ from infra.docker.layout import (
     NETTOOLS_IMAGE,
     SANDBOX_IMAGE,
 )
-from infra.docker.services import (
-    ALL_SECRET_NAMES,
-    APP_DOCKERFILE,
-    ContainerSpec,
-    FileSpec,
-    StackPlan,
-    plan,
-)
+from infra.docker.services import ALL_SECRET_NAMES, APP_DOCKERFILE, plan
+from infra.docker.specs import ContainerSpec, FileSpec, StackPlan
 from infra.topology import Topology
 from infra.workload import build_archive, requirements, workload_dir
 
