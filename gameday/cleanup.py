@@ -22,15 +22,15 @@ from typing import Any
 
 import httpx
 
-from gameday import procfs
 from gameday.faults import load_all
 from gameday.faults.base import UNDO_HANDLERS, UndoContext, run_undo
 from gameday.faults.disk import BALLOON
 from gameday.rollback_log import FAILED_UNDO, UNDONE, StackLock, read_rollback_logs
-from gameday.targets import nft, target_for
-from gameday.targets.base import Target
+from infra import procfs
 from infra.ops.disk import stack_mounts
 from infra.paths import host_dir
+from infra.targets import nft, target_for
+from infra.targets.base import Target
 from infra.topology import Topology
 
 

@@ -36,8 +36,8 @@ from gameday.scenario import (
 )
 from gameday.scenario_runner import ScenarioRunner, plan_scenario
 from gameday.score import run_score
-from gameday.targets import target_for
-from gameday.targets.base import Target
+from infra.targets import target_for
+from infra.targets.base import Target
 from infra.topology import REPO_ROOT, Topology
 from infra.yaml_source import ConfigError
 

@@ -50,8 +50,8 @@ from gameday.scenario import (
     summarize,
 )
 from gameday.steady_state import SteadyStateWatch
-from gameday.targets.base import Target
 from infra.runbook_env import runbook_env
+from infra.targets.base import Target
 from infra.topology import REPO_ROOT, Topology
 
 T = TypeVar("T")

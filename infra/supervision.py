@@ -3,7 +3,7 @@
 Each host of a local stack runs its own supervisord (its "init"), so a host can be
 stopped, inspected or restarted on its own, like a real machine. This is the one
 place that knows how to drive it: the deploy, the ops commands, the GameDay target
-(`gameday.targets.local`) and the runbook environment all build their supervisorctl
+(`infra.targets.local`) and the runbook environment all build their supervisorctl
 command lines and read its status output here.
 """
 

@@ -19,7 +19,7 @@ from typing import Any, ClassVar
 
 from gameday.rollback_log import APPLIED, FAILED_UNDO, UNDONE, RollbackEntry, RollbackLog
 from gameday.scenario import FaultSpec
-from gameday.targets.base import Target
+from infra.targets.base import Target
 from infra.topology import Service, Topology
 
 
@@ -155,7 +155,7 @@ def _kill_marked(ctx: UndoContext, undo: dict[str, Any]) -> str:
     import signal
     import time
 
-    from gameday import procfs
+    from infra import procfs
 
     marker = undo["marker"]
     pids = {p for p in undo.get("pids", []) if marker in procfs.cmdline(p)}

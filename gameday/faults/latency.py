@@ -27,8 +27,8 @@ from pathlib import Path
 from gameday import tcp_proxy
 from gameday.faults.base import marker_for
 from gameday.faults.network import _NftFault
-from gameday.targets import nft
-from gameday.targets.base import NetworkFault
+from infra.targets import nft
+from infra.targets.base import NetworkFault
 
 PROXY_SCRIPT = Path(tcp_proxy.__file__).resolve()
 #: How long a stopping proxy lets open connections finish (tcp_proxy.py --drain-s).

@@ -13,8 +13,8 @@ import shutil
 from typing import Any
 
 from gameday.faults.base import Fault, UndoContext, undo_handler
-from gameday.targets import nft
-from gameday.targets.base import NetworkFault
+from infra.targets import nft
+from infra.targets.base import NetworkFault
 
 
 @undo_handler("delete_nft_table")

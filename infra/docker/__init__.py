@@ -44,7 +44,7 @@ the containers, the volumes (the data) and the network, and removes the Pulumi s
 `infra.docker_target.status_docker` reports each container's state and Docker health
 check (only nginx is reachable from the host, so `infra.health`'s probes do not apply).
 
-GameDays drive this target through `gameday/targets/docker.py` (the `docker` CLI): a
+GameDays drive this target through `infra/targets/docker.py` (the `docker` CLI): a
 crash signals the container's main process from the Docker host so the restart
 policy brings it back (`docker kill` would keep it down), a hang is `docker pause`,
 commands run with `docker exec`, and network faults are iptables rules in the

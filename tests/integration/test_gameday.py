@@ -19,7 +19,7 @@ from gameday.engine import run_gameday
 from gameday.progress import Progress
 from gameday.results import FALSIFIED, HELD, PLANNED, SKIPPED
 from gameday.rollback_log import APPLIED, read_rollback_log, rollback_log_path
-from gameday.targets import nft
+from infra.targets import nft
 from infra.topology import REPO_ROOT
 
 pytestmark = [pytest.mark.slow, pytest.mark.deploy]

@@ -21,15 +21,15 @@ from pathlib import Path
 
 import pytest
 
-from gameday import procfs
 from gameday.cleanup import cleanup
 from gameday.faults import fault_class
 from gameday.faults.base import FaultContext
 from gameday.rollback_log import RollbackLog, read_rollback_log
 from gameday.scenario import FaultSpec
-from gameday.targets import nft
-from gameday.targets.base import NetworkFault
-from gameday.targets.local import LocalTarget
+from infra import procfs
+from infra.targets import nft
+from infra.targets.base import NetworkFault
+from infra.targets.local import LocalTarget
 from infra.topology import REPO_ROOT, load_stack
 
 pytestmark = [
@@ -217,7 +217,7 @@ from gameday.faults import fault_class
 from gameday.faults.base import FaultContext
 from gameday.rollback_log import RollbackLog
 from gameday.scenario import FaultSpec
-from gameday.targets.local import LocalTarget
+from infra.targets.local import LocalTarget
 from infra.topology import REPO_ROOT, load_stack
 
 class Target(LocalTarget):

@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from gameday.targets.base import CommandResult, NetworkFault, Target
-from gameday.targets.docker import CHAIN, DockerTarget, DockerTargetError
 from infra.docker.layout import NETTOOLS_IMAGE
+from infra.targets.base import CommandResult, NetworkFault, Target
+from infra.targets.docker import CHAIN, DockerTarget, DockerTargetError
 from infra.topology import load_stack
 
 RUNNING = {"Status": "running", "Running": True, "Paused": False, "Pid": 4242}

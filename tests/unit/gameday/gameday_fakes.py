@@ -6,7 +6,7 @@ import json
 from collections.abc import Sequence
 from pathlib import Path
 
-from gameday.targets.base import CommandResult, NetworkFault, ServiceState, Target
+from infra.targets.base import CommandResult, NetworkFault, ServiceState, Target
 from infra.topology import Service, Topology
 
 

@@ -14,12 +14,12 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from gameday import procfs
-from gameday.targets import nft
-from gameday.targets.base import CommandResult, NetworkFault, ServiceState, Target, run_command
+from infra import procfs
 from infra.local_target import runs_on_this_machine
 from infra.paths import notification_log_path
 from infra.supervision import parse_status, supervisorctl_argv
+from infra.targets import nft
+from infra.targets.base import CommandResult, NetworkFault, ServiceState, Target, run_command
 from infra.topology import Service, Topology
 
 RUNUSER = "/usr/sbin/runuser"

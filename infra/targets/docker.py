@@ -45,15 +45,15 @@ import signal
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from gameday import procfs
-from gameday.targets.base import (
+from infra import procfs
+from infra.docker.layout import NETTOOLS_IMAGE, DockerLayout, HostLayout, layout_for
+from infra.targets.base import (
     CommandResult,
     NetworkFault,
     ServiceState,
     Target,
     run_command,
 )
-from infra.docker.layout import NETTOOLS_IMAGE, DockerLayout, HostLayout, layout_for
 from infra.topology import Service, Topology
 
 DOCKER = "docker"
