@@ -34,6 +34,14 @@ def _topology(stack: str):  # noqa: ANN202 - Topology, imported lazily above
                    "\n  ".join(exc.problems), code=2) from None
 
 
+def _target_kind(topology, target: str) -> str:  # noqa: ANN001 - Topology
+    """`--target`, else the stack config's; refused unless local or docker."""
+    kind = target or topology.target
+    if kind not in ("local", "docker"):
+        raise Exit(f"--target must be local or docker, not {kind!r}", code=2)
+    return kind
+
+
 def _status_table(report: dict) -> Table:
     table = Table(title=f"stack {report['stack']}")
     for col in ("host", "service", "address", "state", "health", "scrape"):
@@ -54,15 +62,13 @@ def deploy(c: Context, stack: str = "lab", target: str = "",
            publish_monitoring: bool = False) -> None:
     """Stand the stack up and wait until every service is healthy."""
     topology = _topology(stack)
-    target = target or topology.target
+    target = _target_kind(topology, target)
     if target == "docker":
         from infra.docker_target import deploy_docker
 
         # Its errors are invoke.Exit: missing CLI/engine → code 3, with what to install.
         deploy_docker(topology, console, publish_monitoring=publish_monitoring)
         return
-    if target != "local":
-        raise Exit(f"--target must be local or docker, not {target!r}", code=2)
     from infra.local_target import DeployError, status
     from infra.local_target import deploy as deploy_local
 
@@ -87,7 +93,7 @@ def deploy(c: Context, stack: str = "lab", target: str = "",
 def status(c: Context, stack: str = "lab", json_: bool = False, target: str = "") -> None:
     """Every service of the stack with its state and health."""
     topology = _topology(stack)
-    if (target or topology.target) == "docker":
+    if _target_kind(topology, target) == "docker":
         from infra.docker_target import status_docker as stack_status
     else:
         from infra.local_target import status as stack_status
@@ -108,6 +114,7 @@ def status(c: Context, stack: str = "lab", json_: bool = False, target: str = ""
 def destroy(c: Context, stack: str = "lab", yes: bool = False, target: str = "") -> None:
     """Stop every service of the stack and delete its state (data and secrets)."""
     topology = _topology(stack)
+    kind = _target_kind(topology, target)
     if not yes:
         if not sys.stdin.isatty():
             raise Exit("destroy deletes all data of the stack: pass --yes to confirm", code=2)
@@ -115,7 +122,7 @@ def destroy(c: Context, stack: str = "lab", yes: bool = False, target: str = "")
                        f"{topology.state_dir}? [y/N] ")
         if answer.strip().lower() not in ("y", "yes"):
             raise Exit("aborted", code=1)
-    if (target or topology.target) == "docker":
+    if kind == "docker":
         from infra.docker_target import destroy_docker
 
         destroy_docker(topology, console)
