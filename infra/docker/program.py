@@ -15,7 +15,7 @@
   nothing on the Docker host needs to hold them).
 
 It creates nothing at import time: call `define_stack` inside a Pulumi program (the
-Automation API's inline program in `infra.docker_target`, or a test under mocks).
+Automation API's inline program in `infra.targets.docker_lifecycle`, or a test under mocks).
 """
 
 from __future__ import annotations

@@ -13,13 +13,22 @@ import os
 import time
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from infra import procfs
-from infra.local_target import runs_on_this_machine
 from infra.paths import notification_log_path
 from infra.supervision import parse_status, supervisorctl_argv
-from infra.targets import nft
-from infra.targets.base import CommandResult, NetworkFault, ServiceState, Target, run_command
+from infra.targets import local_lifecycle, nft
+from infra.targets.base import (
+    CommandResult,
+    Deployed,
+    NetworkFault,
+    ProgressSink,
+    ServiceState,
+    Target,
+    run_command,
+)
+from infra.targets.local_lifecycle import runs_on_this_machine
 from infra.topology import Service, Topology
 
 RUNUSER = "/usr/sbin/runuser"
@@ -35,6 +44,27 @@ class LocalTarget(Target):
     def __init__(self, topology: Topology) -> None:
         super().__init__(topology)
         self._network_faults: list[NetworkFault] = []
+
+    # --- lifecycle (infra.targets.local_lifecycle) ------------------------------------
+    def deploy(self, progress: ProgressSink, publish_monitoring: bool = False) -> Deployed:
+        # publish_monitoring is the docker target's: here every service already listens
+        # on its own loopback address.
+        result = local_lifecycle.deploy(self.topology, progress=progress.step)
+        timings = result.timings
+        summary = (f"Ansible: changed={result.playbook.changed} in {timings['ansible']:.1f}s; "
+                   f"ready after {timings['readiness']:.1f}s; total {timings['total']:.1f}s",)
+        return Deployed(summary=summary, status=self.status(), healthy=result.healthy)
+
+    def status(self) -> dict[str, Any]:
+        return local_lifecycle.status(self.topology)
+
+    def destroy(self, progress: ProgressSink) -> list[str]:
+        left = local_lifecycle.destroy(self.topology, progress=progress.line)
+        if not left:
+            progress.line(f"stack {self.topology.stack} destroyed; nothing of it is listening")
+        return left
+
+    # --- runtime -----------------------------------------------------------------------
 
     def notification_log(self) -> Path | None:
         # The alertmanager role runs the receiver next to Alertmanager; its log is a

@@ -9,7 +9,7 @@ import time
 import httpx
 import pytest
 
-from infra.local_target import deploy, status
+from infra.targets.local_lifecycle import deploy, status
 
 pytestmark = [pytest.mark.slow, pytest.mark.deploy]
 

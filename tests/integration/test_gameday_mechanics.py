@@ -321,7 +321,7 @@ def ext4_volume(mech_topology):
 
 
 def test_disk_full_on_ext4_leaves_only_roots_reserve(mech_topology, ext4_volume):
-    from infra.local_target import loop_devices_backed_by, release_volumes
+    from infra.targets.local_lifecycle import loop_devices_backed_by, release_volumes
 
     fault, rollback_log = make_fault(mech_topology, TestTarget(mech_topology), "disk_full",
                                      "postgresql", leave_mb=0)

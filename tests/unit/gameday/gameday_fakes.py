@@ -24,6 +24,16 @@ class FakeTarget(Target):
         self.network: list[NetworkFault] = []
         self.pids = {s.name: 1000 + i * 10 for i, s in enumerate(topology.services)}
 
+    # The engine never deploys: a GameDay runs against a stack that is up.
+    def deploy(self, progress, publish_monitoring=False):
+        raise NotImplementedError("a GameDay never deploys")
+
+    def status(self):
+        raise NotImplementedError("a GameDay never asks for the stack's status table")
+
+    def destroy(self, progress):
+        raise NotImplementedError("a GameDay never destroys")
+
     def _mutating(self, *call: object) -> None:
         self.calls.append(call)
         entries = []
