@@ -13,6 +13,7 @@ tasks.py shows the one and turns the other into an exit code.
 
 from __future__ import annotations
 
+import os
 import signal
 import subprocess
 import time
@@ -168,9 +169,19 @@ class Target(ABC):
         self.signal_pids(targets, signal.SIGCONT)
         return targets
 
-    @abstractmethod
     def signal_pids(self, pids: Sequence[int], sig: int) -> None:
-        """Signal processes, ignoring ones that have gone."""
+        """Signal processes, ignoring ones that have gone (and never pid 0 or 1)."""
+        for pid in pids:
+            if pid <= 1:
+                continue
+            try:
+                self.send_signal(pid, sig)
+            except ProcessLookupError:
+                pass
+
+    def send_signal(self, pid: int, sig: int) -> None:
+        """Signal one process, by its pid on this machine."""
+        os.kill(pid, sig)
 
     # --- hosts ------------------------------------------------------------------
     @abstractmethod

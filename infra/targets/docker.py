@@ -197,14 +197,8 @@ class DockerTarget(Target):
         self.signal_pids(targets, signal.SIGCONT)
         return targets
 
-    def signal_pids(self, pids: Sequence[int], sig: int) -> None:
-        for pid in pids:
-            if pid <= 1:
-                continue
-            try:
-                self._send_signal(pid, sig)
-            except ProcessLookupError:
-                pass
+    def send_signal(self, pid: int, sig: int) -> None:
+        self._send_signal(pid, sig)
 
     # --- hosts ----------------------------------------------------------------------
     def exec_container(self, host: str, user: str | None) -> str:

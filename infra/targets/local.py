@@ -9,7 +9,6 @@ scoped by the client service's system user.
 
 from __future__ import annotations
 
-import os
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -136,15 +135,6 @@ class LocalTarget(Target):
             self.signal_pids(fresh, 19)  # SIGSTOP
             paused.extend(fresh)
         return paused
-
-    def signal_pids(self, pids: Sequence[int], sig: int) -> None:
-        for pid in pids:
-            if pid <= 1:
-                continue
-            try:
-                os.kill(pid, sig)
-            except ProcessLookupError:
-                pass
 
     def run(self, host: str, argv: Sequence[str], timeout_s: float,
             user: str | None = None, env: dict[str, str] | None = None) -> CommandResult:
