@@ -34,6 +34,36 @@ def _topology(stack: str):  # noqa: ANN202 - Topology, imported lazily above
                    "\n  ".join(exc.problems), code=2) from None
 
 
+def _target(topology, kind: str):  # noqa: ANN001, ANN202 - Topology, Target: lazy imports
+    from infra.targets import target_for
+    from infra.targets.base import TargetError
+
+    try:
+        return target_for(topology, kind or None)
+    except TargetError as exc:
+        raise _exit_for(exc) from None
+
+
+def _exit_for(exc: Exception) -> Exit:
+    """The exit code of a target's error: 2 the stack config (or --target) is wrong, 3 this
+    machine lacks a prerequisite (Pulumi CLI, Docker engine), 1 the action failed."""
+    from infra.targets.base import PrerequisiteMissing, TargetUnfit, UnknownTarget
+    from infra.targets.local_lifecycle import DeployError
+
+    if isinstance(exc, PrerequisiteMissing):
+        return Exit(str(exc), code=3)
+    if isinstance(exc, TargetUnfit | UnknownTarget):
+        return Exit(str(exc), code=2)
+    if isinstance(exc, DeployError):
+        return Exit(f"deploy failed: {exc}", code=1)
+    return Exit(str(exc), code=1)
+
+
+def _lines(text: str) -> None:
+    """A line of a tool's output (Pulumi's, a destroy step): as it is, no markup."""
+    console.print(text, markup=False, highlight=False)
+
+
 def _status_table(report: dict) -> Table:
     table = Table(title=f"stack {report['stack']}")
     for col in ("host", "service", "address", "state", "health", "scrape"):
@@ -53,32 +83,22 @@ def _status_table(report: dict) -> Table:
 def deploy(c: Context, stack: str = "lab", target: str = "",
            publish_monitoring: bool = False) -> None:
     """Stand the stack up and wait until every service is healthy."""
+    from infra.targets.base import ProgressSink, TargetError
+
     topology = _topology(stack)
-    target = target or topology.target
-    if target == "docker":
-        from infra.docker_target import deploy_docker
-
-        # Its errors are invoke.Exit: missing CLI/engine → code 3, with what to install.
-        deploy_docker(topology, console, publish_monitoring=publish_monitoring)
-        return
-    if target != "local":
-        raise Exit(f"--target must be local or docker, not {target!r}", code=2)
-    from infra.local_target import DeployError, status
-    from infra.local_target import deploy as deploy_local
-
+    chosen = _target(topology, target)
     with console.status("deploying…") as spinner:
         try:
-            result = deploy_local(topology, progress=lambda m: spinner.update(m))
-        except DeployError as exc:
-            raise Exit(f"deploy failed: {exc}", code=1) from None
-    changed = result.playbook.changed
-    console.print(f"Ansible: changed={changed} in {result.timings['ansible']:.1f}s; "
-                  f"ready after {result.timings['readiness']:.1f}s; "
-                  f"total {result.timings['total']:.1f}s")
-    report = status(topology)
-    console.print(_status_table(report))
-    console.print(f"app: {report['endpoints']['app']}")
-    if not result.healthy:
+            deployed = chosen.deploy(ProgressSink(step=spinner.update, line=_lines),
+                                     publish_monitoring=publish_monitoring)
+        except TargetError as exc:
+            raise _exit_for(exc) from None
+    for line in deployed.summary:
+        console.print(line)
+    if deployed.status is not None:
+        console.print(_status_table(deployed.status))
+        console.print(f"app: {deployed.status['endpoints']['app']}")
+    if not deployed.healthy:
         raise Exit("deploy finished but some services are unhealthy (see the table)", code=1)
 
 
@@ -87,12 +107,7 @@ def deploy(c: Context, stack: str = "lab", target: str = "",
 def status(c: Context, stack: str = "lab", json_: bool = False, target: str = "") -> None:
     """Every service of the stack with its state and health."""
     topology = _topology(stack)
-    if (target or topology.target) == "docker":
-        from infra.docker_target import status_docker as stack_status
-    else:
-        from infra.local_target import status as stack_status
-
-    report = stack_status(topology)
+    report = _target(topology, target).status()
     if json_:
         print(json.dumps(report, indent=2))
     else:
@@ -107,7 +122,10 @@ def status(c: Context, stack: str = "lab", json_: bool = False, target: str = ""
             "target": "local (default) or docker"})
 def destroy(c: Context, stack: str = "lab", yes: bool = False, target: str = "") -> None:
     """Stop every service of the stack and delete its state (data and secrets)."""
+    from infra.targets.base import ProgressSink, TargetError
+
     topology = _topology(stack)
+    chosen = _target(topology, target)
     if not yes:
         if not sys.stdin.isatty():
             raise Exit("destroy deletes all data of the stack: pass --yes to confirm", code=2)
@@ -115,17 +133,12 @@ def destroy(c: Context, stack: str = "lab", yes: bool = False, target: str = "")
                        f"{topology.state_dir}? [y/N] ")
         if answer.strip().lower() not in ("y", "yes"):
             raise Exit("aborted", code=1)
-    if (target or topology.target) == "docker":
-        from infra.docker_target import destroy_docker
-
-        destroy_docker(topology, console)
-        return
-    from infra.local_target import destroy as destroy_local
-
-    still = destroy_local(topology, progress=console.print)
+    try:
+        still = chosen.destroy(ProgressSink(step=_lines, line=_lines))
+    except TargetError as exc:
+        raise _exit_for(exc) from None
     if still:
         raise Exit("still listening after destroy: " + ", ".join(still), code=1)
-    console.print(f"stack {topology.stack} destroyed; nothing of it is listening")
 
 
 @task(help={"stack": "stack name or path",
@@ -137,7 +150,7 @@ def gameday(c: Context, stack: str = "lab", scenario: list[str] | None = None,
             list_: bool = False, dry_run: bool = False, cleanup: bool = False) -> None:
     """Run GameDays: fault under load, time-to-detect, runbook, time-to-recover, lost writes."""
     import gameday as gd
-    from gameday.journal import JournalBusy
+    from gameday.rollback_log import RollbackLogBusy
 
     topology = _topology(stack)
     try:
@@ -159,7 +172,7 @@ def gameday(c: Context, stack: str = "lab", scenario: list[str] | None = None,
     except ConfigError as exc:
         raise Exit("scenario files are invalid, nothing ran:\n  " +
                    "\n  ".join(exc.problems), code=2) from None
-    except JournalBusy as exc:
+    except RollbackLogBusy as exc:
         raise Exit(f"another GameDay or cleanup holds stack {topology.stack}: {exc}",
                    code=2) from None
     except RuntimeError as exc:
@@ -218,8 +231,10 @@ def runbooks(c: Context, json_: bool = False) -> None:
 
 @task
 def lint(c: Context) -> None:
-    """ruff on the Python code, yamllint on the YAML, the runbook checker."""
+    """ruff on the Python code, the import layers, yamllint on the YAML, the runbook checker."""
     c.run(f"{BIN}/ruff check .", pty=False)
+    # The contracts of pyproject.toml: an import that points up a layer fails CI.
+    c.run(f"{BIN}/lint-imports --no-cache --no-logo", pty=False)
     c.run(f"{BIN}/yamllint -s -c {REPO}/.yamllint playbooks infra/stacks monitoring "
           "gameday/scenarios", pty=False)
     runbooks(c)

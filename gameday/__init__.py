@@ -3,7 +3,7 @@
 A scenario (``gameday/scenarios/<id>.yaml``) is data, in the Chaos Toolkit model:
 hypothesis, steady state, load, fault, expected alerts, runbook, recovery deadline,
 data checks and stop conditions. The engine drives a deployed stack through a target
-driver (``gameday.targets``), records one timeline per run and writes a report.
+driver (``infra.targets``), records one timeline per run and writes a report.
 
 Public API (what ``tasks.py`` calls):
 

@@ -344,7 +344,7 @@ class PrometheusPoller:
                     await asyncio.wait_for(stop.wait(), timeout=self.interval_s)
 
 
-async def alert_rules(prometheus_url: str) -> set[str] | None:
+async def loaded_alert_names(prometheus_url: str) -> set[str] | None:
     """Names of the alerting rules Prometheus has loaded; None if it cannot be asked."""
     try:
         async with httpx.AsyncClient(timeout=3) as client:

@@ -2,9 +2,9 @@
 
 For a run that was SIGKILLed, lost its machine, or whose rollback failed. Two passes:
 
-1. the journal: every entry not marked undone, newest first, through the same undo
+1. the rollback log: every entry not marked undone, newest first, through the same undo
    handlers the engine uses (`gameday.faults.base.UNDO_HANDLERS`);
-2. sweeps that need no journal (it may be missing or torn): delete the nft table
+2. sweeps that need no rollback log (it may be missing or torn): delete the nft table
    `inet civicpulse_gameday_<stack>` whole, kill our helper processes (fault proxies, CPU busy
    loops: found by the marker in their argv), SIGCONT every stopped process of the
    stack's services, delete balloon files at the root of every volume mounted in the
@@ -22,21 +22,21 @@ from typing import Any
 
 import httpx
 
-from gameday import nft, procfs
 from gameday.faults import load_all
 from gameday.faults.base import UNDO_HANDLERS, UndoContext, run_undo
 from gameday.faults.disk import BALLOON
-from gameday.journal import FAILED_UNDO, UNDONE, StackLock, read_journal
-from gameday.targets import target_for
-from gameday.targets.base import Target
-from infra.inventory import host_dir
+from gameday.rollback_log import FAILED_UNDO, UNDONE, StackLock, read_rollback_logs
+from infra import procfs
 from infra.ops.disk import stack_mounts
+from infra.paths import host_dir
+from infra.targets import nft, target_for
+from infra.targets.base import Target
 from infra.topology import Topology
 
 
 @dataclass
 class CleanupReport:
-    journal_found: bool = False
+    rollback_log_found: bool = False
     actions: list[str] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)
     health: list[dict[str, Any]] = field(default_factory=list)
@@ -62,7 +62,7 @@ def cleanup(topology: Topology, target: Target | None = None, lock_held: bool = 
     report = CleanupReport()
     lock = None if lock_held else StackLock(topology.state_dir).acquire()
     try:
-        _undo_journal(topology, target, report)
+        _undo_rollback_logs(topology, target, report)
         _sweep(topology, target, report)
         if check_health:
             _check_health(topology, target, report, health_timeout_s)
@@ -74,27 +74,26 @@ def cleanup(topology: Topology, target: Target | None = None, lock_held: bool = 
     return report
 
 
-def _undo_journal(topology: Topology, target: Target, report: CleanupReport) -> None:
-    journal = read_journal(topology.state_dir)
-    if journal is None:
-        return
-    report.journal_found = True
+def _undo_rollback_logs(topology: Topology, target: Target, report: CleanupReport) -> None:
+    # Normally one log; two only if a run of an older version left one under the old name.
     ctx = UndoContext(topology, target)
-    for entry in journal.pending():
-        if entry.undo.get("handler") not in UNDO_HANDLERS:
-            report.problems.append(f"journal entry {entry.id}: unknown undo handler "
-                                   f"{entry.undo.get('handler')!r}")
-            continue
-        try:
-            message = run_undo(ctx, entry.undo)
-        except Exception as exc:  # noqa: BLE001 - keep going; report every failure
-            journal.mark(entry, FAILED_UNDO, f"{type(exc).__name__}: {exc}")
-            report.problems.append(f"could not undo {entry.description}: {exc}")
-            continue
-        journal.mark(entry, UNDONE)
-        report.actions.append(f"journal: {entry.description} → {message}")
-    if journal.finish():
-        report.actions.append("journal: everything undone; journal removed")
+    for rollback_log in read_rollback_logs(topology.state_dir):
+        report.rollback_log_found = True
+        for entry in rollback_log.pending():
+            if entry.undo.get("handler") not in UNDO_HANDLERS:
+                report.problems.append(f"rollback log entry {entry.id}: unknown undo handler "
+                                       f"{entry.undo.get('handler')!r}")
+                continue
+            try:
+                message = run_undo(ctx, entry.undo)
+            except Exception as exc:  # noqa: BLE001 - keep going; report every failure
+                rollback_log.mark(entry, FAILED_UNDO, f"{type(exc).__name__}: {exc}")
+                report.problems.append(f"could not undo {entry.description}: {exc}")
+                continue
+            rollback_log.mark(entry, UNDONE)
+            report.actions.append(f"rollback log: {entry.description} → {message}")
+        if rollback_log.finish():
+            report.actions.append("rollback log: everything undone; rollback log removed")
 
 
 def _sweep(topology: Topology, target: Target, report: CleanupReport) -> None:

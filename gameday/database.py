@@ -1,8 +1,8 @@
 """The engine's own database access: reconciliation reads and the pool-exhaustion fault.
 
 Through PgBouncer (transaction mode) with psycopg 3: `prepare_threshold=None`, since
-PgBouncer 1.18 cannot route prepared statements (DESIGN §2). The password is read from
-the stack's secret file and never printed.
+PgBouncer 1.18 cannot route prepared statements (DESIGN §2). The connection parameters,
+password included, come from `infra.connections` (the app's role).
 """
 
 from __future__ import annotations
@@ -10,12 +10,9 @@ from __future__ import annotations
 from typing import Any, Literal
 
 from gameday.reconcile import AuditRow, UserRow
-from infra.inventory import secrets_dir
-from infra.secrets import read_secret
+from infra.connections import APP, pg_conninfo
 from infra.topology import Topology
 
-APP_DB_USER = "civicpulse"
-APP_DB_SECRET = "app_db"
 # The reference app's tables (app/civicpulse/core/models.py, fixed db_table names).
 USERS_TABLE = "civicpulse_user"
 AUDIT_TABLE = "civicpulse_audit_event"
@@ -24,15 +21,8 @@ AUDIT_TABLE = "civicpulse_audit_event"
 def conninfo(topology: Topology, via: Literal["pgbouncer", "postgresql"] = "pgbouncer",
              application_name: str = "civicpulse-gameday",
              connect_timeout: int = 3) -> dict[str, Any]:
-    svc = topology.one(via)
-    return {
-        "host": svc.address, "port": svc.port,
-        "dbname": topology.sizing.postgresql.database,
-        "user": APP_DB_USER,
-        "password": read_secret(secrets_dir(topology), APP_DB_SECRET),
-        "application_name": application_name,
-        "connect_timeout": connect_timeout,
-    }
+    return pg_conninfo(topology, topology.one(via), APP, application_name=application_name,
+                       connect_timeout=connect_timeout)
 
 
 def connect(topology: Topology, via: Literal["pgbouncer", "postgresql"] = "pgbouncer",

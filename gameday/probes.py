@@ -14,9 +14,9 @@ from typing import Any
 
 import httpx
 
-from gameday.runbook_runner import runbook_env
 from gameday.scenario import Probe, Tolerance
-from gameday.targets.base import Target
+from infra.runbook_env import runbook_env
+from infra.targets.base import Target
 from infra.topology import Topology
 
 

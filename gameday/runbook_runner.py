@@ -13,103 +13,25 @@ until it passes, e.g. while a service comes back), `expect=<regex>` (stdout must
 contain a match, besides exit status 0). Blocks without `step=` are prose
 examples and never run. Each block runs with `bash -euo pipefail`, in its own
 process group (so a timeout kills everything it started), with CP_* environment
-variables describing the stack (see `runbook_env`).
+variables describing the stack (see `infra.runbook_env`).
 """
 
 from __future__ import annotations
 
 import os
 import re
-import shlex
 import signal
 import subprocess
-import sys
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from infra.inventory import host_dir, secrets_dir
-from infra.topology import REPO_ROOT, Topology, stack_path
+from gameday.runbook_markdown import STEPS, RunbookBlock, RunbookError, parse_runbook
+from infra.topology import REPO_ROOT
 
-STEPS = ("diagnose", "mitigate", "verify")
-_FENCE = re.compile(r"^(?P<indent> {0,3})(?P<fence>`{3,}|~{3,})(?P<info>.*)$")
-_SHELLS = {"sh", "bash", "shell", "console"}
 OUTPUT_LIMIT = 8000
-
-
-class RunbookError(Exception):
-    """A runbook is malformed (the message names file and line)."""
-
-
-@dataclass(frozen=True)
-class RunbookBlock:
-    step: str
-    code: str
-    line: int
-    timeout_s: float | None = None
-    attempts: int = 1
-    interval_s: float = 1.0
-    #: A regex the block's stdout must contain (re.search, multiline) for it to pass.
-    expect: str | None = None
-
-
-def parse_runbook(text: str, source: str = "runbook") -> list[RunbookBlock]:
-    """The executable blocks of a Markdown runbook, in file order."""
-    blocks: list[RunbookBlock] = []
-    lines = text.splitlines()
-    i = 0
-    while i < len(lines):
-        match = _FENCE.match(lines[i])
-        if not match:
-            i += 1
-            continue
-        fence, info, start = match["fence"], match["info"].strip(), i + 1
-        body: list[str] = []
-        i += 1
-        while i < len(lines) and not (lines[i].strip().startswith(fence[0] * len(fence))
-                                      and lines[i].strip().strip(fence[0]) == ""):
-            body.append(lines[i])
-            i += 1
-        if i >= len(lines):
-            raise RunbookError(f"{source}:{start}: code block is never closed")
-        i += 1
-        words = info.split()
-        if not words or words[0] not in _SHELLS:
-            continue
-        attrs = _attributes(words[1:], source, start)
-        if "step" not in attrs:
-            continue
-        if attrs["step"] not in STEPS:
-            raise RunbookError(f"{source}:{start}: step={attrs['step']} is not one of "
-                               f"{', '.join(STEPS)}")
-        try:
-            blocks.append(RunbookBlock(
-                step=attrs["step"], code="\n".join(body), line=start,
-                timeout_s=float(attrs["timeout"]) if "timeout" in attrs else None,
-                attempts=max(1, min(100, int(attrs.get("attempts", 1)))),
-                interval_s=max(0.0, min(60.0, float(attrs.get("interval", 1.0)))),
-                expect=_compiled(attrs["expect"]) if "expect" in attrs else None,
-            ))
-        except (ValueError, re.error) as exc:
-            raise RunbookError(f"{source}:{start}: bad block attribute ({exc})") from None
-    return blocks
-
-
-def _compiled(pattern: str) -> str:
-    re.compile(pattern)
-    return pattern
-
-
-def _attributes(words: Sequence[str], source: str, line: int) -> dict[str, str]:
-    attrs = {}
-    for word in words:
-        if "=" not in word:
-            raise RunbookError(f"{source}:{line}: block attribute {word!r} is not key=value")
-        key, value = word.split("=", 1)
-        attrs[key] = value.strip("\"'")
-    return attrs
 
 
 @dataclass
@@ -236,65 +158,3 @@ def run_runbook(path: Path, steps: Sequence[str], env: dict[str, str], timeout_s
             if step == "mitigate" and not step_result.ok:
                 return result
     return result
-
-
-def runbook_env(topology: Topology, alert: str | None = None,
-                labels: dict[str, str] | None = None,
-                base: dict[str, str] | None = None) -> dict[str, str]:
-    """What a runbook block can rely on (runbooks/README.md, "Placeholders"):
-
-    CP_STACK (the stack's name, or its file when it is not in infra/stacks/),
-    CP_ALERT_NAME and CP_ALERT_<LABEL> for each label of the alert (HOST, SERVICE,
-    INSTANCE, …), CP_STATE_DIR, CP_SECRETS_DIR, CP_REPO, CP_APP_URL,
-    CP_HOST_<HOST>_ADDRESS / _SUPERVISORCTL for every host, and for every service that
-    runs once: CP_<SERVICE>_HOST, _ADDRESS, _PORT, _URL and _SUPERVISORCTL. `python`
-    on PATH is the interpreter running the engine (the project's venv), which
-    `python -m infra.ops` needs. Secrets are never put in the environment.
-    """
-    env = dict(base if base is not None else {"PATH": os.environ.get("PATH", "/usr/bin:/bin"),
-                                               "LANG": "C.UTF-8", "HOME": "/root"})
-    # sys.executable unresolved: a venv's bin/python is a symlink, and resolving it
-    # would lead to the base interpreter without the project's packages.
-    venv_bin = str(Path(sys.executable).parent)
-    env["PATH"] = venv_bin + os.pathsep + env.get("PATH", "/usr/bin:/bin")
-    env.update({
-        "CP_STACK": stack_argument(topology),
-        "CP_STATE_DIR": str(topology.state_dir),
-        "CP_SECRETS_DIR": str(secrets_dir(topology)),
-        "CP_REPO": str(REPO_ROOT),
-        "CP_APP_URL": topology.app_url,
-        "CP_ALERT_NAME": alert or "",
-    })
-    for key, value in (labels or {}).items():
-        if key != "alertname":
-            env[f"CP_ALERT_{_env_key(key)}"] = str(value)
-    for host in topology.hosts:
-        key = _env_key(host.name)
-        conf = host_dir(topology, host.name) / "supervisor" / "supervisord.conf"
-        env[f"CP_HOST_{key}_ADDRESS"] = host.address
-        env[f"CP_HOST_{key}_SUPERVISORCTL"] = f"/usr/bin/supervisorctl -c {shlex.quote(str(conf))}"
-    for svc in topology.services:
-        if len(topology.instances(svc.name)) != 1:
-            continue
-        key = _env_key(svc.name)
-        conf = host_dir(topology, svc.host) / "supervisor" / "supervisord.conf"
-        env[f"CP_{key}_HOST"] = svc.host
-        env[f"CP_{key}_ADDRESS"] = svc.address
-        env[f"CP_{key}_PORT"] = str(svc.port)
-        env[f"CP_{key}_URL"] = f"http://{svc.endpoint}"
-        env[f"CP_{key}_SUPERVISORCTL"] = f"/usr/bin/supervisorctl -c {shlex.quote(str(conf))}"
-    return env
-
-
-def stack_argument(topology: Topology) -> str:
-    """How `--stack` names this stack: by name if infra/stacks/ has it, else its file."""
-    try:
-        if stack_path(topology.stack).resolve() == Path(topology.source).resolve():
-            return topology.stack
-    except OSError:
-        pass
-    return str(topology.source)
-
-
-def _env_key(name: str) -> str:
-    return re.sub(r"[^A-Z0-9]", "_", name.upper())

@@ -15,7 +15,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError
 
-from gameday.faults.parameters import INSTANTANEOUS, PARAMETERS, FaultKindName, Params
+from gameday.fault_parameters import INSTANTANEOUS, PARAMETERS, FaultKindName, Params
 from infra.catalog import SERVICE_KINDS
 from infra.topology import REPO_ROOT, Topology
 from infra.yaml_source import ConfigError, YamlDocument, load_yaml, validation_problems

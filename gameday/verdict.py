@@ -140,7 +140,7 @@ def evaluate(scenario: Scenario, timeline: Timeline, phases: dict[str, PhaseStat
                 "; ".join(failed) or runbook.problem
                 or f"{len(runbook.results)} block(s) ok"))
 
-    checks.append(Check("fault rolled back", rolled_back, "every journal entry undone",
+    checks.append(Check("fault rolled back", rolled_back, "every rollback log entry undone",
                         "yes" if rolled_back else "NO: run `invoke gameday --cleanup`"))
     return checks
 

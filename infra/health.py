@@ -15,11 +15,8 @@ from dataclasses import dataclass
 import httpx
 import psycopg
 import redis
-from redis.backoff import NoBackoff
-from redis.retry import Retry
 
-from infra.inventory import secrets_dir
-from infra.secrets import read_secret
+from infra.connections import APP, Role, pg_conninfo, redis_client
 from infra.topology import Service, Topology
 
 PROBE_TIMEOUT_S = 2.0
@@ -48,24 +45,19 @@ def _http(url: str, expect: Callable[[httpx.Response], bool] | None = None) -> H
     return Health(ok, f"HTTP {resp.status_code}")
 
 
-def _sql(topology: Topology, service: Service, user: str, secret: str, dbname: str) -> Health:
+def _sql(topology: Topology, service: Service, role: Role, dbname: str) -> Health:
     try:
-        with psycopg.connect(
-            host=service.address, port=service.port, user=user, dbname=dbname,
-            password=read_secret(secrets_dir(topology), secret),
-            connect_timeout=int(PROBE_TIMEOUT_S), prepare_threshold=None, autocommit=True,
-        ) as conn:
+        info = pg_conninfo(topology, service, role, dbname=dbname,
+                           connect_timeout=int(PROBE_TIMEOUT_S))
+        with psycopg.connect(**info, prepare_threshold=None, autocommit=True) as conn:
             conn.execute("SELECT 1")
-        return Health(True, f"SELECT 1 as {user}")
+        return Health(True, f"SELECT 1 as {role.user}")
     except (psycopg.Error, OSError) as exc:
         return Health(False, str(exc).strip().splitlines()[0] if str(exc).strip() else repr(exc))
 
 
 def _redis(topology: Topology, service: Service) -> Health:
-    client = redis.Redis(host=service.address, port=service.port,
-                         password=read_secret(secrets_dir(topology), "redis"),
-                         socket_timeout=PROBE_TIMEOUT_S, socket_connect_timeout=PROBE_TIMEOUT_S,
-                         retry=Retry(NoBackoff(), 0))
+    client = redis_client(topology, service, PROBE_TIMEOUT_S)
     try:
         return Health(bool(client.ping()), "PING → PONG")
     except (redis.RedisError, OSError) as exc:
@@ -112,9 +104,9 @@ def probe(topology: Topology, service: Service) -> Health:
     db = topology.sizing.postgresql.database
     match service.name:
         case "postgresql":
-            return _sql(topology, service, "civicpulse", "app_db", db)
+            return _sql(topology, service, APP, db)
         case "pgbouncer":
-            return _sql(topology, service, "civicpulse", "app_db", db)
+            return _sql(topology, service, APP, db)
         case "redis":
             return _redis(topology, service)
         case "nginx":

@@ -15,7 +15,11 @@ from typing import Any
 import yaml
 
 from infra.catalog import debian_packages
-from infra.ops.drained import drained_hosts
+from infra.drained import drained_hosts
+
+# The state paths live in infra.paths; host_dir and secrets_dir are still importable
+# from here for bench/ until it imports infra.paths.
+from infra.paths import host_dir, notification_log_path, secrets_dir, workload_archive_path
 from infra.topology import REPO_ROOT, Host, Topology
 from infra.workload import requirements
 
@@ -23,31 +27,6 @@ from infra.workload import requirements
 #: python3-apt (the apt module needs it) and, unlike a pyenv build in root's home,
 #: it is readable by the service users.
 HOST_PYTHON = "/usr/bin/python3"
-
-
-def host_dir(topology: Topology, host: str) -> Path:
-    """Per-host directory: config, data, logs and supervisor of one host."""
-    return topology.state_dir / "hosts" / host
-
-
-def notification_log_path(topology: Topology) -> Path:
-    """The lab pager's log (monitoring/alertmanager/notification_log.py): every webhook
-    notification Alertmanager sent, one JSON object per line."""
-    return host_dir(topology, topology.one("alertmanager").host) / "alertmanager" / \
-        "notifications" / "notifications.jsonl"
-
-
-def secrets_dir(topology: Topology) -> Path:
-    return topology.state_dir / "secrets"
-
-
-def work_dir(topology: Topology) -> Path:
-    """Controller-side scratch: generated inventory, Ansible's home and logs."""
-    return topology.state_dir / "work"
-
-
-def workload_archive_path(topology: Topology) -> Path:
-    return work_dir(topology) / "workload.tar.gz"
 
 
 def stack_vars(topology: Topology) -> dict[str, Any]:

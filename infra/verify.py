@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 
 from infra.ansible_run import ansible_env
-from infra.inventory import work_dir
+from infra.paths import work_dir
 from infra.topology import REPO_ROOT, Topology
 
 

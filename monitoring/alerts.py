@@ -7,22 +7,28 @@ read from the rules as rendered for a stack, so it can never drift from them:
     from monitoring.alerts import alert_names
     alert_names()            # ['AlertmanagerConfigReloadFailed', 'AlertmanagerDown', …]
 
-or `python -m monitoring alerts` (one name a line; `--json` for details).
+or `python -m monitoring alerts` (one name a line; `--json` for details). This is the
+one loader of the rule files: the runbook check reads them through it too (for another
+tree, by passing that tree's `rules_dir`). What Prometheus has loaded at run time is a
+different question, asked by `gameday.alerts.loaded_alert_names`.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import yaml
 
+from infra.ansible_template import render_template
 from infra.topology import Topology, load_stack
-from monitoring.render import render_all
+from monitoring.render import PROMETHEUS_DIR, template_context
 
 #: Stack the alert list is read from when none is given.
 DEFAULT_STACK = "lab"
+RULES_DIR = PROMETHEUS_DIR / "rules"
 
 
 @dataclass(frozen=True)
@@ -50,27 +56,44 @@ class AlertRule:
                 "runbook_url": self.runbook_url, "labels": self.labels}
 
 
-def rule_groups(topology: Topology | None = None) -> dict[str, list[dict[str, Any]]]:
-    """Rendered rule file name → its rule groups, for a stack (lab by default)."""
-    topology = topology or load_stack(DEFAULT_STACK)
+#: Called with a rule file that cannot be rendered or parsed, and why; the file is
+#: then left out. Without one, the error propagates.
+OnUnreadable = Callable[[Path, Exception], None]
+
+
+def rule_groups(topology: Topology | None = None, rules_dir: Path = RULES_DIR,
+                on_unreadable: OnUnreadable | None = None) -> dict[str, list[dict[str, Any]]]:
+    """Rendered rule file name → its rule groups, for a stack (lab by default).
+
+    `rules_dir` is this checkout's `monitoring/prometheus/rules` unless another tree's
+    is given (the runbook check of a throwaway tree).
+    """
+    context = template_context(topology or load_stack(DEFAULT_STACK))
     files: dict[str, list[dict[str, Any]]] = {}
-    for item in render_all(topology):
-        if item.relative.parent == Path("prometheus/rules"):
-            files[item.relative.name] = (yaml.safe_load(item.text) or {}).get("groups", [])
+    for path in sorted(rules_dir.glob("*.yml.j2")):
+        try:
+            doc = yaml.safe_load(render_template(path, context)) or {}
+        except (ValueError, yaml.YAMLError) as exc:
+            if on_unreadable is None:
+                raise
+            on_unreadable(path, exc)
+            continue
+        files[path.name.removesuffix(".j2")] = doc.get("groups", [])
     return files
 
 
-def alert_rules(topology: Topology | None = None) -> list[AlertRule]:
-    """Every alerting rule, in file and group order."""
+def alert_rules(topology: Topology | None = None, rules_dir: Path = RULES_DIR,
+                on_unreadable: OnUnreadable | None = None) -> list[AlertRule]:
+    """Every alerting rule, in file and group order (the one loader of the rule files)."""
     rules = []
-    for rule_file, groups in rule_groups(topology).items():
-        for group in groups:
-            for rule in group.get("rules", []):
+    for rule_file, groups in rule_groups(topology, rules_dir, on_unreadable).items():
+        for group in groups or []:
+            for rule in group.get("rules", []) or []:
                 if "alert" not in rule:
                     continue
                 rules.append(AlertRule(
-                    name=rule["alert"], group=group["name"], rule_file=rule_file,
-                    expr=str(rule["expr"]), for_=str(rule.get("for", "0s")),
+                    name=rule["alert"], group=group.get("name", ""), rule_file=rule_file,
+                    expr=str(rule.get("expr", "")), for_=str(rule.get("for", "0s")),
                     labels={k: str(v) for k, v in (rule.get("labels") or {}).items()},
                     annotations={k: str(v) for k, v in (rule.get("annotations") or {}).items()},
                 ))

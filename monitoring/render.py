@@ -4,36 +4,26 @@ The prometheus and alertmanager roles render `monitoring/**/*.j2` with Ansible's
 `template` module, whose variables are the inventory's stack variables
 (`infra.inventory.stack_vars`). Tests, the alert-name listing and `python -m
 monitoring render` need the same output without running Ansible, so this module
-renders the same files with plain Jinja2, the same context and the same settings
-Ansible uses (`trim_blocks`, and the `#jinja2:` first-line override that the rule
-files use to switch Jinja's variable delimiters to `[% %]`, leaving Prometheus'
-own `{{ $labels.host }}` alone). Templates therefore use only core Jinja filters.
+renders the same files with the same context through `infra.ansible_template`, the
+Ansible-compatible renderer the Docker target uses too (`trim_blocks`, and the
+`#jinja2:` first-line override that the rule files use to switch Jinja's variable
+delimiters to `[% %]`, leaving Prometheus' own `{{ $labels.host }}` alone).
 """
 
 from __future__ import annotations
 
-import ast
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import jinja2
-
+from infra.ansible_template import render_template
 from infra.inventory import stack_vars
 from infra.topology import Topology
 
 MONITORING_DIR = Path(__file__).resolve().parent
 PROMETHEUS_DIR = MONITORING_DIR / "prometheus"
 ALERTMANAGER_DIR = MONITORING_DIR / "alertmanager"
-
-#: Ansible's `#jinja2:` override line: `#jinja2:key:'value', key:'value'`.
-_OVERRIDE_PREFIX = "#jinja2:"
-_OVERRIDE_KEYS = frozenset({
-    "block_start_string", "block_end_string", "variable_start_string",
-    "variable_end_string", "comment_start_string", "comment_end_string", "trim_blocks",
-    "lstrip_blocks", "keep_trailing_newline",
-})
 
 
 @dataclass(frozen=True)
@@ -48,44 +38,6 @@ class RenderedFile:
 def template_context(topology: Topology) -> dict[str, Any]:
     """The variables a monitoring template sees: the stack variables of the inventory."""
     return stack_vars(topology)
-
-
-def split_overrides(text: str, source: Path) -> tuple[str, dict[str, Any]]:
-    """Strip an Ansible `#jinja2:` first line and return its environment overrides."""
-    if not text.startswith(_OVERRIDE_PREFIX):
-        return text, {}
-    eol = text.find("\n")
-    if eol == -1:
-        raise ValueError(f"{source}:1: the #jinja2: override line needs a newline after it")
-    overrides: dict[str, Any] = {}
-    for pair in text[len(_OVERRIDE_PREFIX):eol].split(","):
-        key, sep, value = pair.partition(":")
-        key = key.strip()
-        if not sep or key not in _OVERRIDE_KEYS:
-            raise ValueError(f"{source}:1: bad #jinja2: override {pair.strip()!r} (Ansible "
-                             f"accepts {', '.join(sorted(_OVERRIDE_KEYS))})")
-        overrides[key] = ast.literal_eval(value.strip())
-    return text[eol + 1:], overrides
-
-
-def render_template(path: Path, context: dict[str, Any]) -> str:
-    """Render one template file the way `ansible.builtin.template` does."""
-    text, overrides = split_overrides(path.read_text(encoding="utf-8"), path)
-    # Ansible's defaults: trim_blocks on, lstrip_blocks off, trailing newline kept.
-    settings: dict[str, Any] = {"trim_blocks": True, "keep_trailing_newline": True}
-    settings.update(overrides)
-    env = jinja2.Environment(
-        loader=jinja2.FileSystemLoader(str(path.parent)),
-        undefined=jinja2.StrictUndefined,
-        autoescape=False,
-        **settings,
-    )
-    try:
-        return env.from_string(text).render(**context)
-    except jinja2.TemplateError as exc:
-        line = getattr(exc, "lineno", None)
-        where = f"{path}:{line + (1 if overrides else 0)}" if line else str(path)
-        raise ValueError(f"{where}: {exc}") from exc
 
 
 def _templates() -> Iterator[tuple[Path, Path]]:

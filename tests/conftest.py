@@ -108,7 +108,7 @@ def ssh_host_name() -> str:
 @pytest.fixture(scope="session")
 def deployed_stack(itest_stack_file: Path, deploy_record: dict) -> Iterator[Topology]:
     """Deploy the throwaway stack once per session; destroy it at the end."""
-    from infra.local_target import deploy, destroy
+    from infra.targets.local_lifecycle import deploy, destroy
 
     topology = load_stack(itest_stack_file)
     destroy(topology)  # whatever an earlier, killed run left behind

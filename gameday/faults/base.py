@@ -1,8 +1,8 @@
-"""What every fault shares: target resolution, journal-first changes, rollback.
+"""What every fault shares: target resolution, log-first changes, rollback.
 
 The contract that makes rollback guaranteed:
-1. Before changing anything a fault calls `self.journal(description, undo)`, which
-   writes the undo instruction to `<state_dir>/gameday/journal.json` and fsyncs it.
+1. Before changing anything a fault calls `self.record_change(description, undo)`, which
+   writes the undo instruction to `<state_dir>/gameday/rollback-log.json` and fsyncs it.
 2. An undo instruction is plain data naming a handler registered here with
    `@undo_handler`; handlers are synchronous functions of (UndoContext, data), so the
    engine's rollback and a later `cleanup()` in another process run the same code.
@@ -17,9 +17,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
-from gameday.journal import APPLIED, FAILED_UNDO, UNDONE, JournalEntry, RollbackJournal
+from gameday.rollback_log import APPLIED, FAILED_UNDO, UNDONE, RollbackEntry, RollbackLog
 from gameday.scenario import FaultSpec
-from gameday.targets.base import Target
+from infra.targets.base import Target
 from infra.topology import Service, Topology
 
 
@@ -64,7 +64,7 @@ def _undo_nothing(ctx: UndoContext, undo: dict[str, Any]) -> str:
 class FaultContext:
     topology: Topology
     target: Target
-    journal: RollbackJournal
+    rollback_log: RollbackLog
     scenario_id: str
     log: Callable[[str], None] = lambda message: None
     #: The running load generator (for load_surge); None outside a run.
@@ -82,7 +82,7 @@ class Fault(ABC):
         self.spec = spec
         self.ctx = ctx
         self.params: Any = spec.params
-        self._entries: list[JournalEntry] = []
+        self._entries: list[RollbackEntry] = []
 
     # --- what it acts on --------------------------------------------------------
     @property
@@ -112,21 +112,21 @@ class Fault(ABC):
         """Reasons the fault cannot run on this stack (empty: it can)."""
         return []
 
-    # --- journal-first changes --------------------------------------------------
-    def journal(self, description: str, undo: dict[str, Any]) -> JournalEntry:
-        entry = self.ctx.journal.record(self.ctx.scenario_id, self.kind, description, undo)
+    # --- log-first changes ------------------------------------------------------
+    def record_change(self, description: str, undo: dict[str, Any]) -> RollbackEntry:
+        entry = self.ctx.rollback_log.record(self.ctx.scenario_id, self.kind, description, undo)
         self._entries.append(entry)
         return entry
 
-    def applied(self, entry: JournalEntry) -> None:
-        self.ctx.journal.mark(entry, APPLIED)
+    def applied(self, entry: RollbackEntry) -> None:
+        self.ctx.rollback_log.mark(entry, APPLIED)
 
     @abstractmethod
     async def inject(self) -> None:
-        """Make the change (journal first)."""
+        """Make the change (logged first)."""
 
     async def rollback(self) -> list[str]:
-        """Undo this fault's journal entries, newest first; safe to call twice."""
+        """Undo this fault's rollback log entries, newest first; safe to call twice."""
         done = []
         undo_ctx = UndoContext(self.ctx.topology, self.ctx.target)
         for entry in reversed(self._entries):
@@ -135,10 +135,10 @@ class Fault(ABC):
             try:
                 message = await asyncio.to_thread(run_undo, undo_ctx, entry.undo)
             except Exception as exc:  # noqa: BLE001 - keep undoing the others
-                self.ctx.journal.mark(entry, FAILED_UNDO, f"{type(exc).__name__}: {exc}")
+                self.ctx.rollback_log.mark(entry, FAILED_UNDO, f"{type(exc).__name__}: {exc}")
                 done.append(f"FAILED to undo {entry.description}: {exc}")
                 continue
-            self.ctx.journal.mark(entry, UNDONE)
+            self.ctx.rollback_log.mark(entry, UNDONE)
             done.append(f"undone: {entry.description} ({message})")
         return done
 
@@ -155,7 +155,7 @@ def _kill_marked(ctx: UndoContext, undo: dict[str, Any]) -> str:
     import signal
     import time
 
-    from gameday import procfs
+    from infra import procfs
 
     marker = undo["marker"]
     pids = {p for p in undo.get("pids", []) if marker in procfs.cmdline(p)}

@@ -54,9 +54,9 @@ class CpuSaturation(Fault):
 
     async def inject(self) -> None:
         marker = marker_for(self.ctx, f"cpu-{self.service.host}")
-        entry = self.journal(f"{self.workers} CPU busy loops ({marker})",
-                             {"handler": "kill_marked_processes", "marker": marker,
-                              "pids": []})
+        entry = self.record_change(f"{self.workers} CPU busy loops ({marker})",
+                                   {"handler": "kill_marked_processes", "marker": marker,
+                                    "pids": []})
         lifetime = self.spec.duration_s + 30
         argv: list[Any] = ["nice", "-n", str(self.params.nice), PYTHON if os.path.exists(
             PYTHON) else sys.executable, "-c", _BUSY, str(lifetime), marker]
@@ -69,7 +69,7 @@ class CpuSaturation(Fault):
                 *argv, stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.DEVNULL,
                 stderr=asyncio.subprocess.DEVNULL, start_new_session=True)
             self._procs.append(proc)
-        self.ctx.journal.update_undo(entry, pids=[p.pid for p in self._procs])
+        self.ctx.rollback_log.update_undo(entry, pids=[p.pid for p in self._procs])
         self.applied(entry)
         self.ctx.log(f"{self.workers} busy loops started")
 

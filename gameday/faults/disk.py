@@ -14,7 +14,7 @@ small volume, which deploy provides. Options, with their trade-offs:
   so only for throwaway stacks.
 
 The balloon is `fallocate`d (instant on ext4 and tmpfs) at
-`<volume>/.civicpulse-gameday-balloon`; the journal records the path first and the
+`<volume>/.civicpulse-gameday-balloon`; the rollback log records the path first and the
 undo deletes it. It takes the space *unprivileged* users may still use (`f_bavail`)
 minus `leave_mb`: the non-root service then sees ENOSPC exactly as when it fills the
 disk itself, and ext4's reserved blocks stay as the small remainder only root can use
@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from gameday.faults.base import Fault, UndoContext, undo_handler
-from infra.inventory import host_dir
+from infra.paths import host_dir
 
 BALLOON = ".civicpulse-gameday-balloon"
 
@@ -92,8 +92,8 @@ class DiskFull(Fault):
         if problems:
             raise RuntimeError("; ".join(problems))
         balloon = mount_point(self.path) / BALLOON
-        entry = self.journal(f"balloon file {balloon}", {"handler": "remove_file",
-                                                          "path": str(balloon)})
+        entry = self.record_change(f"balloon file {balloon}",
+                                   {"handler": "remove_file", "path": str(balloon)})
         size = await asyncio.to_thread(self._fill, balloon)
         self.applied(entry)
         self.ctx.log(f"disk filled: {size / 2**20:.0f} MiB balloon at {balloon}")

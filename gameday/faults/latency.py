@@ -24,10 +24,11 @@ import os
 import sys
 from pathlib import Path
 
-from gameday import nft, tcp_proxy
+from gameday import tcp_proxy
 from gameday.faults.base import marker_for
 from gameday.faults.network import _NftFault
-from gameday.targets.base import NetworkFault
+from infra.targets import nft
+from infra.targets.base import NetworkFault
 
 PROXY_SCRIPT = Path(tcp_proxy.__file__).resolve()
 #: How long a stopping proxy lets open connections finish (tcp_proxy.py --drain-s).
@@ -83,7 +84,7 @@ class Latency(_NftFault):
         self._procs: list[asyncio.subprocess.Process] = []
         for svc in self.services:
             marker = marker_for(self.ctx, f"proxy-{svc.host}")
-            proxy_entry = self.journal(
+            proxy_entry = self.record_change(
                 f"fault proxy for {svc.name}@{svc.host}",
                 {"handler": "kill_marked_processes", "marker": marker, "pids": []})
             proc, (addr, port) = await start_proxy(
@@ -91,19 +92,19 @@ class Latency(_NftFault):
                 lifetime_s=self.spec.duration_s + 120, marker=marker,
                 nft_table=nft.table_for(self.ctx.topology.stack))
             self._procs.append(proc)
-            self.ctx.journal.update_undo(proxy_entry, pids=[proc.pid])
+            self.ctx.rollback_log.update_undo(proxy_entry, pids=[proc.pid])
             self.applied(proxy_entry)
             fault = NetworkFault(kind="redirect", from_users=self.from_users,
                                  daddr=svc.address, dport=svc.port, redirect_to=(addr, port),
                                  comment=f"gameday {self.ctx.run_id} latency")
-            entry = self.journal(f"nft redirect: {nft.rule_for(fault)[1]}",
-                                 {"handler": "delete_nft_table"})
+            entry = self.record_change(f"nft redirect: {nft.rule_for(fault)[1]}",
+                                       {"handler": "delete_nft_table"})
             await asyncio.to_thread(self.ctx.target.apply_network_fault, fault)
             self.applied(entry)
             self.ctx.log(f"latency proxy {addr}:{port} → {svc.endpoint} (+{p.latency_ms} ms)")
 
     async def rollback(self) -> list[str]:
-        # Proxy first, rule second: see the module docstring. The journal's handlers
+        # Proxy first, rule second: see the module docstring. The rollback log's handlers
         # (run by super().rollback()) then find the proxy gone and delete the table.
         for proc in getattr(self, "_procs", []):
             if proc.returncode is None:

@@ -12,9 +12,9 @@ import pwd
 import shutil
 from typing import Any
 
-from gameday import nft
 from gameday.faults.base import Fault, UndoContext, undo_handler
-from gameday.targets.base import NetworkFault
+from infra.targets import nft
+from infra.targets.base import NetworkFault
 
 
 @undo_handler("delete_nft_table")
@@ -63,7 +63,7 @@ class _NftFault(Fault):
 
     async def inject(self) -> None:
         faults = self.network_faults()
-        entry = self.journal(f"nft {self.action} rules: " + "; ".join(
+        entry = self.record_change(f"nft {self.action} rules: " + "; ".join(
             nft.rule_for(f)[1] for f in faults), {"handler": "delete_nft_table"})
         for fault in faults:
             await asyncio.to_thread(self.ctx.target.apply_network_fault, fault)

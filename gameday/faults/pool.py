@@ -79,7 +79,7 @@ class PoolExhaustion(Fault):
         self._pids: list[int] = []
         self._conns: list[Any] = []
         name = f"{HOLD_APP_NAME}-{self.ctx.run_id}"
-        self._entry = self.journal(
+        self._entry = self.record_change(
             f"{self.connections} transactions holding {self.service.name} server connections",
             {"handler": "terminate_backends", "application_name": name, "pids": []})
         ready = asyncio.Semaphore(0)
@@ -96,7 +96,7 @@ class PoolExhaustion(Fault):
                 got += 1
             except TimeoutError:
                 break
-        self.ctx.journal.update_undo(self._entry, pids=list(self._pids))
+        self.ctx.rollback_log.update_undo(self._entry, pids=list(self._pids))
         self.applied(self._entry)
         self.ctx.log(f"holding {got}/{self.connections} PgBouncer server connections")
 

@@ -47,11 +47,11 @@ class ProcessCrash(Fault):
         self._injected_at = time.monotonic()
         sig = getattr(signal, f"SIG{self.params.signal}")
         for svc in self.services:
-            entry = self.journal(f"{svc.name}@{svc.host} killed with SIG{self.params.signal}",
-                                 {"handler": "ensure_running", "host": svc.host,
-                                  "service": svc.name})
+            entry = self.record_change(f"{svc.name}@{svc.host} killed with SIG{self.params.signal}",
+                                       {"handler": "ensure_running", "host": svc.host,
+                                        "service": svc.name})
             pids = await asyncio.to_thread(self.ctx.target.kill, svc, sig)
-            self.ctx.journal.update_undo(entry, pids=pids)
+            self.ctx.rollback_log.update_undo(entry, pids=pids)
             self.applied(entry)
             self.ctx.log(f"SIG{self.params.signal} → {svc.name}@{svc.host} pid {pids}")
 
@@ -78,15 +78,15 @@ class ProcessHang(Fault):
 
     async def inject(self) -> None:
         for svc in self.services:
-            entry = self.journal(f"{svc.name}@{svc.host} paused (SIGSTOP)",
-                                 {"handler": "resume_processes", "host": svc.host,
-                                  "service": svc.name, "pids": []})
+            entry = self.record_change(f"{svc.name}@{svc.host} paused (SIGSTOP)",
+                                       {"handler": "resume_processes", "host": svc.host,
+                                        "service": svc.name, "pids": []})
             if self.params.whole_tree:
                 pids = await asyncio.to_thread(self.ctx.target.pause, svc)
             else:
                 pids = (await asyncio.to_thread(self.ctx.target.processes, svc))[:1]
                 self.ctx.target.signal_pids(pids, signal.SIGSTOP)
-            self.ctx.journal.update_undo(entry, pids=pids)
+            self.ctx.rollback_log.update_undo(entry, pids=pids)
             self.applied(entry)
             self.ctx.log(f"SIGSTOP → {len(pids)} process(es) of {svc.name}@{svc.host}")
 
@@ -103,9 +103,9 @@ class ServiceStop(Fault):
     async def inject(self) -> None:
         # Journal every instance first, then act on all at once: "all app hosts down"
         # should be simultaneous, not staggered by supervisorctl round trips.
-        entries = [self.journal(f"{svc.name}@{svc.host} stopped",
-                                {"handler": "start_service", "host": svc.host,
-                                 "service": svc.name}) for svc in self.services]
+        entries = [self.record_change(f"{svc.name}@{svc.host} stopped",
+                                      {"handler": "start_service", "host": svc.host,
+                                       "service": svc.name}) for svc in self.services]
 
         def take_down(svc: Any) -> None:
             if self.params.signal == "KILL":

@@ -1,7 +1,7 @@
 """Concurrency surge: the load generator jumps from its users to `users`, then back.
 
-Nothing on the stack is changed, so the journal entry's undo is a no-op; it is still
-recorded so that the journal tells the whole story of the run.
+Nothing on the stack is changed, so the rollback log entry's undo is a no-op; it is still
+recorded so that the rollback log tells the whole story of the run.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ class LoadSurge(Fault):
                 f"(ramp {self.params.ramp_s:g}s) for {self.spec.duration_s:g}s, then back"]
 
     async def inject(self) -> None:
-        entry = self.journal(f"load raised to {self.params.users} users", {"handler": "none"})
+        entry = self.record_change(f"load raised to {self.params.users} users", {"handler": "none"})
         self._before = None
         if self.ctx.load is not None:
             self._before = self.ctx.load.users

@@ -41,10 +41,10 @@ its health endpoint answers there. Prometheus (9090) and Grafana (3000, user
 `admin`, password in `<state_dir>/secrets/grafana_admin`) are published too with the
 Pulumi config `publish_monitoring=true`. `invoke destroy --target docker` deletes
 the containers, the volumes (the data) and the network, and removes the Pulumi stack.
-`infra.docker_target.status_docker` reports each container's state and Docker health
+`infra.targets.docker_lifecycle.status_docker` reports each container's state and Docker health
 check (only nginx is reachable from the host, so `infra.health`'s probes do not apply).
 
-GameDays drive this target through `gameday/targets/docker.py` (the `docker` CLI): a
+GameDays drive this target through `infra/targets/docker.py` (the `docker` CLI): a
 crash signals the container's main process from the Docker host so the restart
 policy brings it back (`docker kill` would keep it down), a hang is `docker pause`,
 commands run with `docker exec`, and network faults are iptables rules in the
@@ -65,6 +65,8 @@ missing-prerequisite path of `invoke deploy --target docker`. Not verified: a re
 upload owners and modes), the health checks, and the GameDay driver end to end.
 
 Modules: `layout` (names and addresses), `render` (Ansible templates without
-Ansible), `services` (what each container needs; pure data), `program` (the Pulumi
-resources). The entry points are in `infra.docker_target`.
+Ansible), `specs` (the plan as data), `container_files` (the files each container
+gets), `services` (what each container needs: the plan), `program` (the Pulumi
+resources), `prerequisites` and `workspace` (what the machine needs; the Pulumi
+workspace). The lifecycle is `infra.targets.docker` (`DockerTarget`).
 """

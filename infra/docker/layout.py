@@ -33,7 +33,7 @@ DOCKER_BASE = ipaddress.ip_network("172.16.0.0/12")
 #: The network-namespace holder of every host (does nothing, never exits).
 SANDBOX_IMAGE = "registry.k8s.io/pause:3.9"
 #: Helper image with iptables, for the GameDay driver's network faults
-#: (gameday/targets/docker.py); the deploy pulls it so that a GameDay does not wait
+#: (infra/targets/docker.py); the deploy pulls it so that a GameDay does not wait
 #: for a download in the middle of a fault.
 NETTOOLS_IMAGE = "nicolaka/netshoot:v0.13"
 #: Label keys every resource of a stack carries (the GameDay driver filters on them).

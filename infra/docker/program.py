@@ -15,7 +15,7 @@
   nothing on the Docker host needs to hold them).
 
 It creates nothing at import time: call `define_stack` inside a Pulumi program (the
-Automation API's inline program in `infra.docker_target`, or a test under mocks).
+Automation API's inline program in `infra.targets.docker_lifecycle`, or a test under mocks).
 """
 
 from __future__ import annotations
@@ -38,14 +38,8 @@ from infra.docker.layout import (
     NETTOOLS_IMAGE,
     SANDBOX_IMAGE,
 )
-from infra.docker.services import (
-    ALL_SECRET_NAMES,
-    APP_DOCKERFILE,
-    ContainerSpec,
-    FileSpec,
-    StackPlan,
-    plan,
-)
+from infra.docker.services import ALL_SECRET_NAMES, APP_DOCKERFILE, plan
+from infra.docker.specs import ContainerSpec, FileSpec, StackPlan
 from infra.topology import Topology
 from infra.workload import build_archive, requirements, workload_dir
 

@@ -2,12 +2,11 @@
 
 There is one copy of every config file: the `.j2` templates the Ansible roles render
 (`playbooks/roles/*/templates`, `monitoring/**`). This module renders the same files
-with plain Jinja2 and Ansible's settings (`trim_blocks`, kept trailing newline, the
-`#jinja2:` override line, undefined variables are errors), from the same variables
-(`infra.inventory.stack_vars` + `host_vars` + the role's `defaults/main.yml`), plus
-small shims for the Ansible-only bits the templates use: `lookup('file', …)`,
-`ansible_managed`, `inventory_hostname`/`groups`/`hostvars` and the filters
-`to_json`, `to_nice_json`, `to_yaml`, `to_nice_yaml`, `unique`, `regex_replace`, ….
+with the Ansible-compatible renderer of `infra.ansible_template` (Ansible's settings
+and filter shims: `to_json`, `to_nice_yaml`, `unique`, `regex_replace`, …), from the
+same variables (`infra.inventory.stack_vars` + `host_vars` + the role's
+`defaults/main.yml`), plus shims for the Ansible-only bits that depend on the host:
+`lookup('file', …)`, `ansible_managed`, `inventory_hostname`/`groups`/`hostvars`.
 
 What differs in Docker, and only that, is overridden in the context:
 
@@ -36,11 +35,8 @@ from __future__ import annotations
 
 import ast
 import copy
-import json
 import os
-import re
-import shlex
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -48,10 +44,11 @@ from typing import Any
 import jinja2
 import yaml
 
+from infra import ansible_template
+from infra.ansible_template import ansible_environment
 from infra.docker.layout import DockerLayout
 from infra.inventory import host_vars, stack_vars
 from infra.topology import REPO_ROOT, Topology
-from monitoring.render import split_overrides as monitoring_split_overrides
 
 ROLES_DIR = REPO_ROOT / "playbooks" / "roles"
 MONITORING_DIR = REPO_ROOT / "monitoring"
@@ -84,96 +81,6 @@ class Rendered:
         if missing:
             raise RenderError(f"{self.template}: needs the secrets {', '.join(missing)}")
         return self._render(values)
-
-
-# --- Ansible filters used by the templates -----------------------------------------
-def _to_json(value: Any, **kwargs: Any) -> str:
-    return json.dumps(value, **kwargs)
-
-
-def _to_nice_json(value: Any, indent: int = 4, sort_keys: bool = True, **kwargs: Any) -> str:
-    return json.dumps(value, indent=indent, sort_keys=sort_keys, separators=(",", ": "),
-                      **kwargs)
-
-
-def _to_yaml(value: Any, **kwargs: Any) -> str:
-    kwargs.setdefault("default_flow_style", None)
-    return yaml.safe_dump(value, allow_unicode=True, **kwargs)
-
-
-def _to_nice_yaml(value: Any, indent: int = 4, **kwargs: Any) -> str:
-    return yaml.safe_dump(value, indent=indent, default_flow_style=False, allow_unicode=True,
-                          sort_keys=kwargs.pop("sort_keys", True), **kwargs)
-
-
-def _unique(values: Iterable[Any]) -> list[Any]:
-    seen: list[Any] = []
-    for value in values:
-        if value not in seen:
-            seen.append(value)
-    return seen
-
-
-def _regex_replace(value: Any, pattern: str = "", replacement: str = "",
-                   ignorecase: bool = False, multiline: bool = False) -> str:
-    flags = (re.I if ignorecase else 0) | (re.M if multiline else 0)
-    return re.sub(pattern, replacement, str(value), flags=flags)
-
-
-def _bool(value: Any) -> bool:
-    if isinstance(value, str):
-        return value.strip().lower() in ("yes", "on", "1", "true", "y", "t")
-    return bool(value)
-
-
-def _combine(*dicts: Mapping[str, Any], recursive: bool = False) -> dict[str, Any]:
-    result: dict[str, Any] = {}
-    for item in dicts:
-        for key, value in item.items():
-            if recursive and isinstance(value, Mapping) and isinstance(result.get(key), Mapping):
-                result[key] = _combine(result[key], value, recursive=True)
-            else:
-                result[key] = value
-    return result
-
-
-def _flatten(values: Iterable[Any], levels: int | None = None) -> list[Any]:
-    flat: list[Any] = []
-    for value in values:
-        if isinstance(value, list | tuple) and (levels is None or levels > 0):
-            flat.extend(_flatten(value, None if levels is None else levels - 1))
-        else:
-            flat.append(value)
-    return flat
-
-
-def _mandatory(value: Any, msg: str | None = None) -> Any:
-    if isinstance(value, jinja2.Undefined):
-        raise jinja2.UndefinedError(msg or "mandatory variable not defined")
-    return value
-
-
-ANSIBLE_FILTERS: dict[str, Callable[..., Any]] = {
-    "to_json": _to_json,
-    "to_nice_json": _to_nice_json,
-    "to_yaml": _to_yaml,
-    "to_nice_yaml": _to_nice_yaml,
-    "unique": _unique,
-    "regex_replace": _regex_replace,
-    "bool": _bool,
-    "combine": _combine,
-    "flatten": _flatten,
-    "mandatory": _mandatory,
-    "basename": os.path.basename,
-    "dirname": os.path.dirname,
-    "quote": lambda value: shlex.quote(str(value)),
-    "ternary": lambda value, yes, no, none=None: (none if value is None and none is not None
-                                                 else (yes if value else no)),
-    "dict2items": lambda d, key_name="key", value_name="value": [
-        {key_name: k, value_name: v} for k, v in d.items()],
-    "items2dict": lambda items, key_name="key", value_name="value": {
-        i[key_name]: i[value_name] for i in items},
-}
 
 
 class _Lookups:
@@ -211,19 +118,9 @@ class _Lookups:
 def split_overrides(text: str, source: Path) -> tuple[str, dict[str, Any]]:
     """Strip an Ansible `#jinja2:` first line; return the text and its Jinja settings."""
     try:
-        return monitoring_split_overrides(text, source)
+        return ansible_template.split_overrides(text, source)
     except ValueError as exc:
         raise RenderError(str(exc)) from None
-
-
-def _environment(settings: Mapping[str, Any], loader_dir: Path) -> jinja2.Environment:
-    # Ansible's defaults: trim_blocks on, lstrip_blocks off, trailing newline kept.
-    options: dict[str, Any] = {"trim_blocks": True, "keep_trailing_newline": True}
-    options.update(settings)
-    env = jinja2.Environment(loader=jinja2.FileSystemLoader(str(loader_dir)),
-                             undefined=jinja2.StrictUndefined, autoescape=False, **options)
-    env.filters.update(ANSIBLE_FILTERS)
-    return env
 
 
 def render_text(source: str, path: Path, context: Mapping[str, Any],
@@ -236,7 +133,7 @@ def render_text(source: str, path: Path, context: Mapping[str, Any],
     """
     text, overrides = split_overrides(source, path)
     lookups = _Lookups(secrets_dir, secrets, (path.parent.parent / "files", REPO_ROOT))
-    env = _environment(overrides, path.parent)
+    env = ansible_environment(overrides, path.parent)
     env.globals["lookup"] = lookups
     env.globals["query"] = lambda *a, **k: lookups(*a, **k).split(",")
     ctx = dict(context)
@@ -245,22 +142,9 @@ def render_text(source: str, path: Path, context: Mapping[str, Any],
     try:
         rendered = env.from_string(text).render(**ctx)
     except jinja2.TemplateError as exc:
-        line = getattr(exc, "lineno", None) or _template_line(exc)
-        where = f"{path}:{line + (1 if overrides else 0)}" if line else str(path)
+        where = ansible_template.error_location(exc, path, overrides)
         raise RenderError(f"{where}: {exc}") from None
     return rendered, lookups.used
-
-
-def _template_line(exc: BaseException) -> int | None:
-    """The template line a render-time error came from (Jinja rewrites the traceback
-    so that template frames carry template line numbers)."""
-    line = None
-    tb = exc.__traceback__
-    while tb is not None:
-        if tb.tb_frame.f_code.co_filename == "<template>":
-            line = tb.tb_lineno
-        tb = tb.tb_next
-    return line
 
 
 def repo_relative(path: Path) -> str:
@@ -319,7 +203,7 @@ def role_variables(role: str, context: Mapping[str, Any],
     role_vars = _load_vars(ROLES_DIR / role / "vars" / "main.yml")
     pending = {k: v for k, v in defaults.items() if k not in context}
     pending.update({k: v for k, v in role_vars.items() if k not in protected})
-    env = _environment({}, ROLES_DIR / role)
+    env = ansible_environment({}, ROLES_DIR / role)
     resolved: dict[str, Any] = {}
     errors: dict[str, str] = {}
     base = {k: v for k, v in context.items() if k not in pending}

@@ -1,9 +1,10 @@
 """What each service needs as a container: image, command, files, health check, limits.
 
-Pure data, no Pulumi: `plan(topology)` returns one `ContainerSpec` per service per
-host (plus Grafana on the Prometheus host), and `infra.docker.program` turns the
-specs into resources. Config files are rendered from the Ansible role templates
-(`infra.docker.render`), exporter command lines from the exporters role's variables;
+Pure data, no Pulumi: `plan(topology)` returns one `ContainerSpec` (`infra.docker.specs`)
+per service per host (plus Grafana on the Prometheus host), and
+`infra.docker.program` turns the specs into resources. Config files are rendered from
+the Ansible role templates (`infra.docker.container_files`, through
+`infra.docker.render`), exporter command lines from the exporters role's variables;
 the few files no template covers (PostgreSQL's include file and first-start SQL,
 redis_exporter's password map) say which role task they stand in for.
 
@@ -15,22 +16,35 @@ from __future__ import annotations
 
 import json
 import shlex
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from pathlib import Path
-from typing import Any
-
-import yaml
 
 from infra.catalog import SERVICE_KINDS
+from infra.docker.container_files import (
+    ROLE_FILES,
+    SERVICE_VARS,
+    dashboard_provider_path,
+    initdb_sql,
+    pg_hba_for_docker,
+    role_files,
+    secret_file,
+    static_file,
+)
 from infra.docker.layout import DockerLayout, layout_for
-from infra.docker.render import (
-    MONITORING_DIR,
-    ROLES_DIR,
-    DockerContext,
-    Rendered,
-    RenderError,
-    repo_relative,
+from infra.docker.render import MONITORING_DIR, DockerContext, repo_relative
+from infra.docker.specs import (
+    UID_APP,
+    UID_GRAFANA,
+    UID_NOBODY,
+    UID_POSTGRES_DEBIAN,
+    UID_REDIS_DEBIAN,
+    UID_REDIS_EXPORTER,
+    ContainerSpec,
+    FileSpec,
+    Healthcheck,
+    HostPlan,
+    PublishedPort,
+    StackPlan,
 )
 from infra.secrets import SECRET_NAMES
 from infra.topology import REPO_ROOT, Service, Topology
@@ -58,48 +72,6 @@ ALL_SECRET_NAMES = (*SECRET_NAMES, *DOCKER_SECRET_NAMES)
 ALWAYS_PUBLISHED = ("nginx",)
 MONITORING_PUBLISHED = ("prometheus", "grafana")
 
-# Numeric users of the images (uploads take numeric ids: names would be resolved on
-# the machine running Pulumi, not in the image).
-UID_POSTGRES_DEBIAN = "999"  # postgres:*-bookworm
-UID_REDIS_DEBIAN = "999"     # redis:*-bookworm
-UID_NOBODY = "65534"         # prom/* and the exporters
-UID_GRAFANA = "472"          # grafana/grafana
-UID_APP = "10001"            # app/Dockerfile
-UID_REDIS_EXPORTER = "59000"  # oliver006/redis_exporter (USER 59000:59000)
-
-#: Paths and users inside the images, overriding the roles' defaults (which point
-#: into the local target's state directory) and the local target's cp-* users.
-SERVICE_VARS: dict[str, dict[str, Any]] = {
-    "nginx": {"nginx_dir": "/var/lib/civicpulse/nginx", "nginx_user": "nobody"},
-    "app": {"app_dir": "/opt/civicpulse", "app_src": "/opt/civicpulse/src",
-            "app_venv": "/usr/local", "app_metrics_dir": "/var/lib/civicpulse/metrics",
-            "app_user": "cp-app"},
-    "postgresql": {"postgresql_dir": "/etc/civicpulse/postgresql",
-                   "postgresql_conf_dir": "/etc/civicpulse/postgresql",
-                   "postgresql_data_dir": "/var/lib/postgresql/data",
-                   "postgresql_run_dir": "/var/run/postgresql",
-                   "postgresql_bin_dir": "/usr/lib/postgresql/15/bin",
-                   # The official image's OS user; pg_ident maps it to the superuser.
-                   "postgresql_user": "postgres"},
-    "pgbouncer": {"pgbouncer_dir": "/etc/civicpulse/pgbouncer"},
-    "redis": {"redis_dir": "/data", "redis_user": "redis"},
-}
-
-#: Role templates and where each one goes in the container. A test checks that every
-#: template of these roles is listed, so a new template cannot be silently skipped.
-ROLE_FILES: dict[str, dict[str, str]] = {
-    "nginx": {"nginx.conf.j2": "{nginx_dir}/nginx.conf"},
-    "app": {"config.json.j2": "/etc/civicpulse/app/config.json"},
-    "postgresql": {"postmaster.conf.j2": "{postgresql_conf_dir}/postmaster.conf",
-                   "runtime.conf.j2": "{postgresql_conf_dir}/runtime.conf",
-                   "pg_hba.conf.j2": "{postgresql_conf_dir}/pg_hba.conf",
-                   "pg_ident.conf.j2": "{postgresql_conf_dir}/pg_ident.conf"},
-    "pgbouncer": {"pgbouncer.ini.j2": "{pgbouncer_dir}/pgbouncer.ini",
-                  "listen.ini.j2": "{pgbouncer_dir}/listen.ini",
-                  "userlist.txt.j2": "{pgbouncer_dir}/userlist.txt"},
-    "redis": {"redis.conf.j2": "/usr/local/etc/redis/redis.conf"},
-}
-
 #: PgBouncer images differ in where the binary is and which user runs it.
 PGBOUNCER_IMAGES: dict[str, tuple[str, str]] = {
     "edoburu/pgbouncer": ("/usr/bin/pgbouncer", "70"),
@@ -108,119 +80,6 @@ PGBOUNCER_IMAGES: dict[str, tuple[str, str]] = {
 #: Images built FROM scratch: no shell, no wget, so Docker cannot health-check them;
 #: Prometheus' `up{job=…}` is their health. (`-alpine` variants have a shell.)
 SCRATCH_IMAGES = ("oliver006/redis_exporter:", "nginx/nginx-prometheus-exporter:")
-
-
-@dataclass(frozen=True)
-class Healthcheck:
-    test: tuple[str, ...]
-    interval_s: int = 5
-    timeout_s: int = 3
-    retries: int = 5
-    start_period_s: int = 10
-
-
-@dataclass(frozen=True)
-class FileSpec:
-    """A file uploaded into the container before it starts."""
-
-    path: str
-    #: Where the content comes from (a template path, or what generates it).
-    source: str
-    #: Stack secrets the content holds: the program renders it inside Output.apply.
-    secrets: tuple[str, ...]
-    produce: Callable[[Mapping[str, str]], str] = field(repr=False)
-    owner: str = "0"
-    group: str = "0"
-    mode: str = "0644"
-
-    @classmethod
-    def from_rendered(cls, path: str, rendered: Rendered, owner: str = "0",
-                      group: str = "0", mode: str | None = None) -> FileSpec:
-        return cls(path=path, source=repo_relative(rendered.template),
-                   secrets=rendered.secrets, produce=rendered.text, owner=owner, group=group,
-                   mode=mode or ("0400" if rendered.secrets else "0644"))
-
-    def text(self, secret_values: Mapping[str, str] | None = None) -> str:
-        return self.produce(dict(secret_values or {}))
-
-
-@dataclass(frozen=True)
-class PublishedPort:
-    internal: int
-    external: int
-    #: Address on the Docker host: the host's loopback address from the stack config,
-    #: so `topology.app_url` is the same URL on the local and docker targets.
-    ip: str
-
-
-@dataclass(frozen=True)
-class ContainerSpec:
-    host: str
-    service: str
-    port: int
-    image: str
-    #: Built from the workload (app/Dockerfile) instead of pulled.
-    built: bool = False
-    entrypoint: tuple[str, ...] | None = None
-    command: tuple[str, ...] = ()
-    env: dict[str, str] = field(default_factory=dict)
-    user: str | None = None
-    healthcheck: Healthcheck | None = None
-    #: Named volumes: (volume name, mount point).
-    volumes: tuple[tuple[str, str], ...] = ()
-    files: tuple[FileSpec, ...] = ()
-    memory_mb: int = 128
-    cpus: float = 0.5
-    shm_mb: int | None = None
-    stop_signal: str | None = None
-    stop_timeout_s: int = 20
-    #: Services (on any host) whose containers must be up and healthy first.
-    after: tuple[str, ...] = ()
-    #: Containers (by name) that must be healthy first (finer than `after`).
-    after_containers: tuple[str, ...] = ()
-    #: Wait for this container to be healthy before dependants are created.
-    wait_healthy: bool = False
-    wait_timeout_s: int = 120
-    ports: tuple[PublishedPort, ...] = ()
-
-    @property
-    def secret_names(self) -> tuple[str, ...]:
-        names = [n for f in self.files for n in f.secrets]
-        return tuple(dict.fromkeys(names))
-
-
-@dataclass(frozen=True)
-class HostPlan:
-    name: str
-    alias: str
-    sandbox: str
-    ip: str
-    containers: tuple[ContainerSpec, ...]
-
-    @property
-    def ports(self) -> tuple[PublishedPort, ...]:
-        return tuple(p for c in self.containers for p in c.ports)
-
-
-@dataclass(frozen=True)
-class StackPlan:
-    topology: Topology
-    layout: DockerLayout
-    hosts: tuple[HostPlan, ...]
-    publish_monitoring: bool
-
-    @property
-    def containers(self) -> tuple[ContainerSpec, ...]:
-        return tuple(c for h in self.hosts for c in h.containers)
-
-    def container(self, host: str, service: str) -> ContainerSpec:
-        for spec in self.containers:
-            if spec.host == host and spec.service == service:
-                return spec
-        raise KeyError(f"no container for {service} on {host}")
-
-    def name(self, spec: ContainerSpec) -> str:
-        return self.layout.container(spec.host, spec.service)
 
 
 # --- helpers ---------------------------------------------------------------------------
@@ -237,106 +96,6 @@ def _python_http(port: int, path: str, start_period_s: int = 10,
     code = ("import sys, urllib.request; "
             f"sys.exit(any(urllib.request.urlopen(u, timeout=2).status != 200 for u in {urls!r}))")
     return Healthcheck(("CMD", "python", "-c", code), start_period_s=start_period_s)
-
-
-def _role_files(ctx: DockerContext, svc: Service, owner: str = "0", group: str = "0",
-                dest_vars: Mapping[str, Any] | None = None) -> list[FileSpec]:
-    files = []
-    variables = {**SERVICE_VARS.get(svc.name, {}), **(dest_vars or {})}
-    for template, dest in ROLE_FILES[svc.name].items():
-        rendered = ctx.render(ROLES_DIR / svc.name / "templates" / template, svc.host,
-                              role=svc.name)
-        files.append(FileSpec.from_rendered(dest.format(**variables), rendered, owner, group))
-    return files
-
-
-def _pg_hba_for_docker(spec: FileSpec, subnet: str) -> FileSpec:
-    """pg_hba.conf plus one line: clients on the stack network (the role allows loopback).
-
-    On the local target every client connects from 127.0.0.1; in Docker they come
-    from their host's address on the stack network.
-    """
-    line = (f"# docker target: every host of the stack connects from {subnet}\n"
-            f"host  all  all  {subnet}  scram-sha-256\n")
-
-    def produce(values: Mapping[str, str]) -> str:
-        text = spec.produce(values)
-        return text if subnet in text else text.rstrip("\n") + "\n" + line
-
-    return FileSpec(path=spec.path, source=spec.source + " (+ docker network line)",
-                    secrets=spec.secrets, produce=produce, owner=spec.owner,
-                    group=spec.group, mode=spec.mode)
-
-
-def _sql_literal(value: str) -> str:
-    return "'" + value.replace("'", "''") + "'"
-
-
-def _get_auth_definition() -> dict[str, Any]:
-    """pgbouncer.get_auth's result type and body, read from the postgresql role's tasks."""
-    path = ROLES_DIR / "postgresql" / "tasks" / "database.yml"
-    tasks = yaml.safe_load(path.read_text(encoding="utf-8")) or []
-    for task in tasks:
-        found = (task.get("vars") or {}) if isinstance(task, dict) else {}
-        if "postgresql_get_auth_body" in found:
-            return found
-    raise RenderError(f"{path}: no task defines postgresql_get_auth_body (the docker target "
-                      "creates pgbouncer.get_auth from it)")
-
-
-def _initdb_sql(pg: Mapping[str, Any]) -> FileSpec:
-    """First-start SQL: what the postgresql role's tasks/database.yml does with Ansible.
-
-    The official image runs /docker-entrypoint-initdb.d/*.sql once, on an empty data
-    volume, as the superuser: roles with their passwords, the database, and the
-    SECURITY DEFINER lookup PgBouncer's auth_query calls.
-    """
-    auth = _get_auth_definition()
-    roles = [(pg["postgresql_app_role"], pg["postgresql_app_secret"]),
-             (pg["postgresql_pgbouncer_auth_role"], pg["postgresql_pgbouncer_auth_secret"]),
-             (pg["postgresql_monitoring_role"], pg["postgresql_monitoring_secret"])]
-    db = pg["postgresql_database"]
-    auth_role = pg["postgresql_pgbouncer_auth_role"]
-
-    def produce(values: Mapping[str, str]) -> str:
-        lines = ["-- Generated by infra/docker/services.py: the docker target's counterpart "
-                 "of", "-- playbooks/roles/postgresql/tasks/database.yml. Runs once, on an "
-                 "empty volume.", "\\set ON_ERROR_STOP on"]
-        for role, secret in roles:
-            lines.append(f'CREATE ROLE "{role}" LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE '
-                         f"NOREPLICATION NOBYPASSRLS PASSWORD {_sql_literal(values[secret])};")
-        lines += [
-            f'GRANT pg_monitor TO "{pg["postgresql_monitoring_role"]}";',
-            f"CREATE DATABASE \"{db}\" OWNER \"{pg['postgresql_app_role']}\" ENCODING 'UTF8';",
-            f'\\connect "{db}"',
-            f'CREATE SCHEMA pgbouncer AUTHORIZATION "{pg["postgresql_superuser"]}";',
-            f'GRANT USAGE ON SCHEMA pgbouncer TO "{auth_role}";',
-            "CREATE FUNCTION pgbouncer.get_auth(username text)",
-            f"RETURNS {auth['postgresql_get_auth_result']}",
-            "LANGUAGE sql STABLE SECURITY DEFINER",
-            "SET search_path = pg_catalog, pg_temp",
-            f"AS $fn${auth['postgresql_get_auth_body']}$fn$;",
-            "REVOKE EXECUTE ON FUNCTION pgbouncer.get_auth(text) FROM PUBLIC;",
-            f'GRANT EXECUTE ON FUNCTION pgbouncer.get_auth(text) TO "{auth_role}";',
-        ]
-        return "\n".join(lines) + "\n"
-
-    secrets = tuple(secret for _, secret in roles)
-    return FileSpec(path="/docker-entrypoint-initdb.d/10-civicpulse.sql",
-                    source="generated (postgresql/tasks/database.yml)", secrets=secrets,
-                    produce=produce, owner=UID_POSTGRES_DEBIAN, group=UID_POSTGRES_DEBIAN,
-                    mode="0400")
-
-
-def _secret_file(path: str, name: str, owner: str) -> FileSpec:
-    return FileSpec(path=path, source=f"secret {name}", secrets=(name,),
-                    produce=lambda values: values[name], owner=owner, group=owner,
-                    mode="0400")
-
-
-def _static_file(path: str, text: str, source: str, owner: str = "0") -> FileSpec:
-    return FileSpec(path=path, source=source, secrets=(), produce=lambda _values: text,
-                    owner=owner, group=owner)
 
 
 # --- one builder per service -------------------------------------------------------------
@@ -359,9 +118,9 @@ class _Planner:
 
     def nginx(self, svc: Service) -> ContainerSpec:
         nginx_dir = SERVICE_VARS["nginx"]["nginx_dir"]
-        files = _role_files(self.ctx, svc)
+        files = role_files(self.ctx, svc)
         # nginx creates its *_temp_path directories at start, but not their parent.
-        files.append(_static_file(f"{nginx_dir}/temp/.keep", "", "empty: creates temp/"))
+        files.append(static_file(f"{nginx_dir}/temp/.keep", "", "empty: creates temp/"))
         return ContainerSpec(
             host=svc.host, service=svc.name, port=svc.port, image=svc.kind.docker_image,
             entrypoint=("nginx",),
@@ -403,7 +162,7 @@ class _Planner:
                 svc.port, workload.health_path, start_period_s=60,
                 also=(((svc.metrics_port, svc.kind.metrics_path),)
                       if svc.metrics_port != svc.port and svc.kind.metrics_path else ())),
-            files=tuple(_role_files(self.ctx, svc, UID_APP, UID_APP)),
+            files=tuple(role_files(self.ctx, svc, UID_APP, UID_APP)),
             memory_mb=128 + 96 * sizing.workers * max(1, sizing.threads // 4),
             cpus=1.0, stop_signal="SIGTERM", stop_timeout_s=sizing.timeout_s + 5,
             after=("pgbouncer", "redis"), after_containers=after_containers,
@@ -412,13 +171,13 @@ class _Planner:
     def postgresql(self, svc: Service) -> ContainerSpec:
         pg_vars = SERVICE_VARS["postgresql"]
         sizing = self.sizing.postgresql
-        files = _role_files(self.ctx, svc)
-        files = [_pg_hba_for_docker(f, self.layout.subnet) if f.path.endswith("/pg_hba.conf")
+        files = role_files(self.ctx, svc)
+        files = [pg_hba_for_docker(f, self.layout.subnet) if f.path.endswith("/pg_hba.conf")
                  else f for f in files]
         conf_dir = pg_vars["postgresql_conf_dir"]
         # The role appends these includes to the cluster's postgresql.conf; here our
         # file is the config file and the image's initdb output stays unused.
-        files.append(_static_file(
+        files.append(static_file(
             f"{conf_dir}/postgresql.conf",
             f"# docker target: the role includes these from the cluster's postgresql.conf\n"
             f"include '{conf_dir}/postmaster.conf'\ninclude '{conf_dir}/runtime.conf'\n",
@@ -426,8 +185,8 @@ class _Planner:
         context = self.ctx.for_host(svc.host, "postgresql")
         superuser_secret = context["postgresql_superuser_secret"]
         password_file = f"/run/secrets/civicpulse/{superuser_secret}"
-        files.append(_secret_file(password_file, superuser_secret, UID_POSTGRES_DEBIAN))
-        files.append(_initdb_sql(context))
+        files.append(secret_file(password_file, superuser_secret, UID_POSTGRES_DEBIAN))
+        files.append(initdb_sql(context))
         return ContainerSpec(
             host=svc.host, service=svc.name, port=svc.port, image=svc.kind.docker_image,
             command=("postgres", "-c", f"config_file={conf_dir}/postgresql.conf"),
@@ -459,7 +218,7 @@ class _Planner:
             entrypoint=(binary,), command=(f"{pgb_dir}/pgbouncer.ini",), user=uid,
             healthcheck=Healthcheck(("CMD", "pg_isready", "-q", "-h", "127.0.0.1", "-p",
                                      str(svc.port))),
-            files=tuple(_role_files(self.ctx, svc, uid, uid)),
+            files=tuple(role_files(self.ctx, svc, uid, uid)),
             memory_mb=64, cpus=0.5, stop_signal="SIGINT", stop_timeout_s=15,
             after=("postgresql",), wait_healthy=True, wait_timeout_s=60)
 
@@ -474,7 +233,7 @@ class _Planner:
             healthcheck=Healthcheck(("CMD-SHELL", f"redis-cli -p {svc.port} ping | grep -qE "
                                      "'PONG|NOAUTH'")),
             volumes=((self.layout.volume(svc.host, svc.name), "/data"),),
-            files=tuple(_role_files(self.ctx, svc, UID_REDIS_DEBIAN, UID_REDIS_DEBIAN)),
+            files=tuple(role_files(self.ctx, svc, UID_REDIS_DEBIAN, UID_REDIS_DEBIAN)),
             memory_mb=sizing.maxmemory_mb + max(32, sizing.maxmemory_mb // 4), cpus=0.5,
             wait_healthy=True, wait_timeout_s=60)
 
@@ -537,11 +296,11 @@ class _Planner:
         args = self._exporter_args(svc)
         env = self._exporter_env(svc)
         secret = self._exporter_secret(svc, "postgres_exporter_db_secret")
-        files = [_secret_file(env["DATA_SOURCE_PASS_FILE"], secret, UID_NOBODY)]
+        files = [secret_file(env["DATA_SOURCE_PASS_FILE"], secret, UID_NOBODY)]
         queries = _flag(args, "--extend.query-path")
         if queries:
             source = MONITORING_DIR / "exporters" / "postgres_exporter_queries.yml"
-            files.append(_static_file(queries, source.read_text(encoding="utf-8"),
+            files.append(static_file(queries, source.read_text(encoding="utf-8"),
                                       repo_relative(source), UID_NOBODY))
         return ContainerSpec(
             host=svc.host, service=svc.name, port=svc.port, image=svc.kind.docker_image,
@@ -590,11 +349,11 @@ class _Planner:
         script = args[0]
         source = MONITORING_DIR / "exporters" / "pgbouncer_exporter.py"
         secret = self._exporter_secret(svc, "pgbouncer_exporter_db_secret")
-        files = [_static_file(script, source.read_text(encoding="utf-8"),
+        files = [static_file(script, source.read_text(encoding="utf-8"),
                               repo_relative(source), UID_APP)]
         password_file = _flag(args, "--password-file")
         if password_file:
-            files.append(_secret_file(password_file, secret, UID_APP))
+            files.append(secret_file(password_file, secret, UID_APP))
         return ContainerSpec(
             host=svc.host, service=svc.name, port=svc.port, image=APP_IMAGE, built=True,
             entrypoint=("python",), command=tuple(args),
@@ -616,21 +375,21 @@ class _Planner:
                                                     self.ctx.render(path, host),
                                                     UID_GRAFANA, UID_GRAFANA))
             else:
-                files.append(_static_file(dest, path.read_text(encoding="utf-8"),
+                files.append(static_file(dest, path.read_text(encoding="utf-8"),
                                           repo_relative(path), UID_GRAFANA))
-        dashboards_dir = _dashboard_provider_path(files) or GRAFANA_DASHBOARDS_DIR
+        dashboards_dir = dashboard_provider_path(files) or GRAFANA_DASHBOARDS_DIR
         for path in sorted((GRAFANA_DIR / "dashboards").rglob("*.json")):
             rel = path.relative_to(GRAFANA_DIR / "dashboards")
-            files.append(_static_file(f"{dashboards_dir.rstrip('/')}/{rel}",
+            files.append(static_file(f"{dashboards_dir.rstrip('/')}/{rel}",
                                       path.read_text(encoding="utf-8"),
                                       repo_relative(path), UID_GRAFANA))
-        secret_file = "/run/secrets/civicpulse/grafana_admin"
-        files.append(_secret_file(secret_file, "grafana_admin", UID_GRAFANA))
+        admin_password = "/run/secrets/civicpulse/grafana_admin"
+        files.append(secret_file(admin_password, "grafana_admin", UID_GRAFANA))
         return ContainerSpec(
             host=host, service="grafana", port=GRAFANA_PORT, image=GRAFANA_IMAGE,
             env={"GF_SERVER_HTTP_ADDR": "0.0.0.0", "GF_SERVER_HTTP_PORT": str(GRAFANA_PORT),
                  "GF_SECURITY_ADMIN_USER": "admin",
-                 "GF_SECURITY_ADMIN_PASSWORD__FILE": secret_file,
+                 "GF_SECURITY_ADMIN_PASSWORD__FILE": admin_password,
                  "GF_USERS_ALLOW_SIGN_UP": "false",
                  "GF_ANALYTICS_REPORTING_ENABLED": "false",
                  "GF_ANALYTICS_CHECK_FOR_UPDATES": "false",
@@ -641,24 +400,6 @@ class _Planner:
             healthcheck=_wget(GRAFANA_PORT, "/api/health"),
             volumes=((self.layout.volume(host, "grafana"), "/var/lib/grafana"),),
             files=tuple(files), memory_mb=256, cpus=0.5, after=(prometheus.name,))
-
-
-def _dashboard_provider_path(files: list[FileSpec]) -> str | None:
-    """`options.path` of the first file-type dashboard provider among the provisioning files."""
-    for item in files:
-        if "/provisioning/dashboards/" not in item.path or item.secrets:
-            continue
-        if not item.path.endswith((".yml", ".yaml")):
-            continue
-        try:
-            doc = yaml.safe_load(item.text()) or {}
-        except yaml.YAMLError:
-            continue
-        for provider in doc.get("providers") or []:
-            path = (provider.get("options") or {}).get("path")
-            if path:
-                return str(path)
-    return None
 
 
 def _flag(args: list[str], name: str) -> str | None:
@@ -707,9 +448,3 @@ def plan(topology: Topology, publish_monitoring: bool = False) -> StackPlan:
 def _with_ports(spec: ContainerSpec, address: str) -> ContainerSpec:
     return replace(spec, ports=(PublishedPort(internal=spec.port, external=spec.port,
                                               ip=address),))
-
-
-def describe(spec: ContainerSpec) -> str:
-    """One line for logs: what runs where."""
-    cmd = shlex.join([*(spec.entrypoint or ()), *spec.command])
-    return f"{spec.service}@{spec.host}: {spec.image} {cmd}".strip()

@@ -8,7 +8,7 @@ output passes through `infra.ops.outcome.redact`, which masks the stack's secret
 `python -m infra.ops --help` lists the commands; `runbooks/README.md` explains how the
 runbooks use them.
 
-Nothing is imported here on purpose: `infra.inventory` imports `infra.ops.drained`
-(to keep drained hosts drained across deploys), and `infra.ops.outcome` imports
-`infra.inventory`; an eager import here would make that a cycle.
+Nothing is imported here on purpose: `import infra.ops.outcome` must not pull in every
+command module (and their database drivers). The drained-hosts record the commands
+keep lives below them, in `infra.drained`, because deploys read it too.
 """

@@ -8,27 +8,19 @@ Values are never printed (they are user data); only key names and counts are.
 from __future__ import annotations
 
 import redis
-from redis.backoff import NoBackoff
-from redis.retry import Retry
 
-from infra.inventory import secrets_dir
-from infra.ops.outcome import OpsError, Outcome
+from infra.connections import redis_client
+from infra.ops.outcome import OpsError, Outcome, unreadable_secret
 from infra.ops.select import one_instance
-from infra.secrets import read_secret
 from infra.topology import Topology
 
 
 def client(topology: Topology, timeout_s: float = 2.0) -> redis.Redis:
     svc = one_instance(topology, "redis")
     try:
-        password = read_secret(secrets_dir(topology), "redis")
+        return redis_client(topology, svc, timeout_s)
     except OSError as exc:
-        raise OpsError(f"cannot read the redis secret of stack {topology.stack} "
-                       f"({exc.strerror}): is the stack deployed, and are you root?") from None
-    # No retries: an operator wants to know at once that Redis does not answer.
-    return redis.Redis(host=svc.address, port=svc.port, password=password,
-                       socket_timeout=timeout_s, socket_connect_timeout=timeout_s,
-                       retry=Retry(NoBackoff(), 0))
+        raise unreadable_secret(topology, "redis", exc) from None
 
 
 def delete_keys(topology: Topology, keys: list[str], pattern: str | None = None,

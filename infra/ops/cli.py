@@ -5,7 +5,7 @@ Exit status: 0 the command did what it says and everything it checked is fine;
 below its threshold); 2 it could not run as asked (unknown host or service, stack not
 deployed, a service it needs is down): the message says what is valid instead.
 
-`COMMANDS` is the registry: `gameday/runbook_check.py` parses every runbook step
+`COMMANDS` is the registry: the runbook check (`gameday/runbook_lint.py`) parses every step
 against `build_parser()`, so a runbook cannot call a command or option that does
 not exist here.
 """
@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from infra.ops import cache, disk, drain, pgbouncer, postgresql, prometheus, services
 from infra.ops.outcome import OpsError, Outcome, redact, render, stack_secret_values
 from infra.ops.stacks import resolve_stack
+from infra.runbook_env import runbook_env
 from infra.topology import Topology
 from infra.yaml_source import ConfigError
 
@@ -131,9 +132,7 @@ def _none(_p: argparse.ArgumentParser) -> None:
 
 def _env(topology: Topology, args: argparse.Namespace) -> Outcome:
     """The variables runbook steps use, as shell exports (no secrets)."""
-    # The runner's own definition, so a human gets exactly what a GameDay gets.
-    from gameday.runbook_runner import runbook_env
-
+    # The GameDay runner's own definition, so a human gets exactly what a GameDay gets.
     env = runbook_env(topology, base={})
     if args.host:
         env["CP_ALERT_HOST"] = args.host

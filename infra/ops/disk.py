@@ -23,8 +23,8 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from infra.inventory import host_dir
 from infra.ops.outcome import Outcome
+from infra.paths import host_dir
 from infra.topology import Topology
 
 BALLOON = ".civicpulse-gameday-balloon"

@@ -1,6 +1,6 @@
 """Drain an app host out of nginx's upstream (and put it back), the configured way.
 
-The drained set lives in `<state_dir>/ops/drained.json` (see `infra.ops.drained`)
+The drained set lives in `<state_dir>/ops/drained.json` (see `infra.drained`)
 and reaches nginx through the nginx role's `nginx_drained_hosts`, which marks those
 upstream servers `down`. We apply it by re-running the real playbook for the edge
 host only (`--limit <edge> --skip-tags install,run`, the drained set as an extra variable):
@@ -19,11 +19,12 @@ from collections.abc import Callable
 from typing import Any
 
 from infra.ansible_run import PlaybookResult, run_playbook
+from infra.drained import drained_hosts, write_drained
 from infra.health import probe
-from infra.inventory import host_dir, write_inventory
-from infra.ops.drained import drained_hosts, drained_path, write_drained
+from infra.inventory import write_inventory
 from infra.ops.outcome import OpsError, Outcome
 from infra.ops.select import instances
+from infra.paths import drained_path, host_dir
 from infra.topology import Service, Topology
 
 PlaybookRunner = Callable[..., PlaybookResult]

@@ -17,7 +17,7 @@ from typing import IO, Any
 from rich.console import Console
 from rich.table import Table
 
-from infra.inventory import secrets_dir
+from infra.paths import secrets_dir
 from infra.secrets import SECRET_NAMES
 from infra.topology import Topology
 
@@ -26,6 +26,12 @@ REDACTED = "[redacted]"
 
 class OpsError(Exception):
     """The command cannot run as asked; the message says why and what to pass instead."""
+
+
+def unreadable_secret(topology: Topology, name: str, exc: OSError) -> OpsError:
+    """The error for a stack secret the command cannot read (not deployed, not root)."""
+    return OpsError(f"cannot read the {name} secret of stack {topology.stack} "
+                    f"({exc.strerror}): is the stack deployed, and are you root?")
 
 
 @dataclass

@@ -11,14 +11,11 @@ from __future__ import annotations
 import psycopg
 from psycopg import ClientCursor
 
-from infra.inventory import secrets_dir
-from infra.ops.outcome import OpsError, Outcome
+from infra.connections import PGBOUNCER_STATS, pg_conninfo
+from infra.ops.outcome import OpsError, Outcome, unreadable_secret
 from infra.ops.select import one_instance
-from infra.secrets import read_secret
 from infra.topology import Topology
 
-STATS_USER = "pgbouncer_stats"
-STATS_SECRET = "pgbouncer_stats"
 #: Read-only views worth showing on call; the key is what `--show` accepts.
 VIEWS = ("pools", "stats", "lists", "databases", "clients", "servers", "config")
 #: The columns of SHOW POOLS that matter when clients queue.
@@ -33,14 +30,12 @@ def show(topology: Topology, view: str = "pools", host: str | None = None,
         raise OpsError(f"--show must be one of {', '.join(VIEWS)}, not {view!r}")
     svc = one_instance(topology, "pgbouncer", host)
     try:
-        password = read_secret(secrets_dir(topology), STATS_SECRET)
+        info = pg_conninfo(topology, svc, PGBOUNCER_STATS, dbname="pgbouncer",
+                           connect_timeout=timeout_s)
     except OSError as exc:
-        raise OpsError(f"cannot read the {STATS_SECRET} secret of stack {topology.stack} "
-                       f"({exc.strerror}): is the stack deployed, and are you root?") from None
+        raise unreadable_secret(topology, PGBOUNCER_STATS.secret, exc) from None
     try:
-        with psycopg.connect(host=svc.address, port=svc.port, dbname="pgbouncer",
-                             user=STATS_USER, password=password, connect_timeout=timeout_s,
-                             autocommit=True, cursor_factory=ClientCursor) as conn:
+        with psycopg.connect(**info, autocommit=True, cursor_factory=ClientCursor) as conn:
             cur = conn.execute(f"SHOW {view.upper()}")
             names = [d.name for d in cur.description or []]
             rows = cur.fetchall()

@@ -13,14 +13,11 @@ from typing import Any
 
 import psycopg
 
-from infra.inventory import secrets_dir
-from infra.ops.outcome import OpsError, Outcome
+from infra.connections import SUPERUSER, pg_conninfo
+from infra.ops.outcome import OpsError, Outcome, unreadable_secret
 from infra.ops.select import one_instance
-from infra.secrets import read_secret
 from infra.topology import Topology
 
-SUPERUSER = "postgres"
-SUPERUSER_SECRET = "postgres_superuser"
 #: Which sessions `kill-idle-tx --state` may end.
 STATES = {
     "idle-in-transaction": "starts_with(state, 'idle in transaction')",
@@ -48,19 +45,16 @@ SELECT coalesce(state, '(none)'), count(*),
 def connect(topology: Topology, timeout_s: int = 3) -> psycopg.Connection[Any]:
     svc = one_instance(topology, "postgresql")
     try:
-        password = read_secret(secrets_dir(topology), SUPERUSER_SECRET)
+        info = pg_conninfo(topology, svc, SUPERUSER, application_name="infra.ops",
+                           connect_timeout=timeout_s)
     except OSError as exc:
-        raise OpsError(f"cannot read the {SUPERUSER_SECRET} secret of stack {topology.stack} "
-                       f"({exc.strerror}): is the stack deployed, and are you root?") from None
+        raise unreadable_secret(topology, SUPERUSER.secret, exc) from None
     try:
-        return psycopg.connect(host=svc.address, port=svc.port, user=SUPERUSER,
-                               dbname=topology.sizing.postgresql.database, password=password,
-                               connect_timeout=timeout_s, autocommit=True,
-                               application_name="infra.ops")
+        return psycopg.connect(**info, autocommit=True)
     except psycopg.Error as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else repr(exc)
         raise OpsError(f"cannot connect to PostgreSQL at {svc.endpoint} on {svc.host} as "
-                       f"{SUPERUSER}: {first}; is it up? (python -m infra.ops status --stack "
+                       f"{SUPERUSER.user}: {first}; is it up? (python -m infra.ops status --stack "
                        f"{topology.stack} --service postgresql)") from None
 
 

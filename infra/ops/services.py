@@ -14,11 +14,11 @@ import time
 from pathlib import Path
 
 from infra.health import Health, alive, probe
-from infra.inventory import host_dir
 from infra.ops import processes
 from infra.ops.outcome import OpsError, Outcome
 from infra.ops.select import instances
-from infra.supervision import program_states, supervisor_conf, supervisorctl, supervisord_pid
+from infra.paths import host_dir, supervisor_conf
+from infra.supervision import program_states, supervisorctl, supervisord_pid
 from infra.topology import Service, Topology
 
 SUPERVISORD = "/usr/bin/supervisord"

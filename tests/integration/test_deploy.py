@@ -9,7 +9,7 @@ import time
 import httpx
 import pytest
 
-from infra.local_target import deploy, status
+from infra.targets.local_lifecycle import deploy, status
 
 pytestmark = [pytest.mark.slow, pytest.mark.deploy]
 
@@ -44,7 +44,7 @@ def test_nginx_spreads_requests_over_both_app_hosts(deployed_stack):
                             json={"username": f"spread{i}-{time.time_ns()}",
                                   "email": f"s{i}@example.org"})
             assert r.status_code == 201
-    from infra.inventory import host_dir
+    from infra.paths import host_dir
     edge = deployed_stack.one("nginx").host
     wanted = {a.host for a in deployed_stack.instances("app")}
     # nginx buffers its access log and flushes it every second (flush=1s).
@@ -72,7 +72,7 @@ def test_every_listener_is_bound_to_its_host_address(deployed_stack):
 
 def test_the_ssh_host_was_configured_over_ssh(deployed_stack, ssh_host_name):
     assert deployed_stack.host(ssh_host_name).connection == "ssh"
-    from infra.inventory import work_dir
+    from infra.paths import work_dir
     log = (work_dir(deployed_stack) / "ansible.log").read_text()
     assert f"ok: [{ssh_host_name}]" in log or f"changed: [{ssh_host_name}]" in log
 
@@ -95,7 +95,7 @@ def test_redeploy_changes_nothing_and_is_fast(deployed_stack):
 def test_alertmanager_delivers_to_the_notification_log(deployed_stack):
     """Every notification lands somewhere between GameDays: the Watchdog heartbeat is
     in the lab pager's log and Alertmanager has not failed a single delivery."""
-    from infra.inventory import notification_log_path
+    from infra.paths import notification_log_path
 
     log = notification_log_path(deployed_stack)
     deadline = time.monotonic() + 30

@@ -14,12 +14,12 @@ from pathlib import Path
 
 import pytest
 
-from gameday import nft
 from gameday.cleanup import cleanup
 from gameday.engine import run_gameday
-from gameday.journal import APPLIED, journal_path, read_journal
 from gameday.progress import Progress
 from gameday.results import FALSIFIED, HELD, PLANNED, SKIPPED
+from gameday.rollback_log import APPLIED, read_rollback_log, rollback_log_path
+from infra.targets import nft
 from infra.topology import REPO_ROOT
 
 pytestmark = [pytest.mark.slow, pytest.mark.deploy]
@@ -93,7 +93,7 @@ def test_report_is_written(gameday_run):
 
 
 def test_stack_is_clean_and_healthy_afterwards(gameday_run, deployed_stack):
-    assert read_journal(deployed_stack.state_dir) is None
+    assert read_rollback_log(deployed_stack.state_dir) is None
     assert not nft.table_exists(nft.table_for(deployed_stack.stack))
     report = cleanup(deployed_stack)
     assert report.ok, (report.problems, report.health)
@@ -104,7 +104,7 @@ def test_dry_run_plans_every_scenario_without_touching_the_stack(deployed_stack,
     run = run_gameday(deployed_stack, None, dry_run=True, reports_dir=tmp_path,
                       progress=Progress())
     assert {r.status for r in run.results} <= {PLANNED, SKIPPED}
-    assert not journal_path(deployed_stack.state_dir).exists()
+    assert not rollback_log_path(deployed_stack.state_dir).exists()
     assert not nft.table_exists(nft.table_for(deployed_stack.stack))
 
 
@@ -121,9 +121,9 @@ def _wait_for_applied_fault(topology, proc, timeout=120.0) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         assert proc.poll() is None, "the engine ended before injecting"
-        journal = read_journal(topology.state_dir) if journal_path(
+        rollback_log = read_rollback_log(topology.state_dir) if rollback_log_path(
             topology.state_dir).exists() else None
-        if journal and any(e.state == APPLIED for e in journal.entries):
+        if rollback_log and any(e.state == APPLIED for e in rollback_log.entries):
             return
         time.sleep(0.5)
     proc.kill()
@@ -137,7 +137,7 @@ def test_sigterm_rolls_back_in_process(deployed_stack, itest_stack_file, tmp_pat
     os.kill(proc.pid, signal.SIGTERM)
     assert proc.wait(timeout=120) == 130
     assert not nft.table_exists(nft.table_for(deployed_stack.stack))
-    assert read_journal(deployed_stack.state_dir) is None
+    assert read_rollback_log(deployed_stack.state_dir) is None
 
 
 def test_cleanup_undoes_what_a_killed_engine_left(deployed_stack, itest_stack_file, tmp_path):
@@ -148,6 +148,6 @@ def test_cleanup_undoes_what_a_killed_engine_left(deployed_stack, itest_stack_fi
     # The partition is still in place.
     assert nft.table_exists(nft.table_for(deployed_stack.stack))
     report = cleanup(deployed_stack)
-    assert report.journal_found
+    assert report.rollback_log_found
     assert not nft.table_exists(nft.table_for(deployed_stack.stack))
     assert report.ok, (report.problems, report.health)

@@ -21,14 +21,15 @@ from pathlib import Path
 
 import pytest
 
-from gameday import nft, procfs
 from gameday.cleanup import cleanup
 from gameday.faults import fault_class
 from gameday.faults.base import FaultContext
-from gameday.journal import RollbackJournal, read_journal
+from gameday.rollback_log import RollbackLog, read_rollback_log
 from gameday.scenario import FaultSpec
-from gameday.targets.base import NetworkFault
-from gameday.targets.local import LocalTarget
+from infra import procfs
+from infra.targets import nft
+from infra.targets.base import NetworkFault
+from infra.targets.local import LocalTarget
 from infra.topology import REPO_ROOT, load_stack
 
 pytestmark = [
@@ -149,19 +150,19 @@ def pgbouncer_like(mech_topology):
 
 
 def make_fault(topology, target, kind, service, duration=30, **params):
-    journal = RollbackJournal.create(topology.state_dir, "mech", topology.stack)
+    rollback_log = RollbackLog.create(topology.state_dir, "mech", topology.stack)
     spec = FaultSpec(kind=kind, target={"service": service}, parameters=params,
                      duration_s=duration)
-    ctx = FaultContext(topology=topology, target=target, journal=journal, scenario_id="mech",
-                       run_id="mech")
-    return fault_class(kind)(spec, ctx), journal
+    ctx = FaultContext(topology=topology, target=target, rollback_log=rollback_log,
+                       scenario_id="mech", run_id="mech")
+    return fault_class(kind)(spec, ctx), rollback_log
 
 
 def test_partition_cuts_off_only_the_scoped_user(mech_topology, redis_like):
     target = TestTarget(mech_topology)
     assert probe(redis_like.address, redis_like.port, as_user=CLIENT_USER)[:2] == (3, 0)
-    fault, journal = make_fault(mech_topology, target, "network_partition", "redis",
-                                from_services=["app"])
+    fault, rollback_log = make_fault(mech_topology, target, "network_partition", "redis",
+                                     from_services=["app"])
     asyncio.run(fault.inject())
     assert nft.table_exists(TABLE)
     assert probe(redis_like.address, redis_like.port, as_user=CLIENT_USER,
@@ -170,7 +171,7 @@ def test_partition_cuts_off_only_the_scoped_user(mech_topology, redis_like):
     asyncio.run(fault.rollback())
     assert not nft.table_exists(TABLE)
     assert probe(redis_like.address, redis_like.port, as_user=CLIENT_USER)[:2] == (3, 0)
-    assert journal.finish()
+    assert rollback_log.finish()
 
 
 def test_packet_loss_drops_a_share(mech_topology, redis_like):
@@ -187,8 +188,8 @@ def test_latency_proxy_in_the_data_path(mech_topology, pgbouncer_like):
     target = TestTarget(mech_topology)
     address, port = pgbouncer_like.address, pgbouncer_like.port
     _, _, before = probe(address, port, as_user=CLIENT_USER)
-    fault, journal = make_fault(mech_topology, target, "latency", "pgbouncer",
-                                latency_ms=200, from_services=["app"])
+    fault, rollback_log = make_fault(mech_topology, target, "latency", "pgbouncer",
+                                     latency_ms=200, from_services=["app"])
 
     async def scenario():
         await fault.inject()
@@ -207,16 +208,16 @@ def test_latency_proxy_in_the_data_path(mech_topology, pgbouncer_like):
     assert not nft.table_exists(TABLE)
     assert not procfs.pids_with_marker("civicpulse-gameday-gdmech-proxy")
     assert probe(address, port, as_user=CLIENT_USER)[2] < 100
-    assert journal.finish()
+    assert rollback_log.finish()
 
 
 KILLED_ENGINE = """
 import asyncio, sys, time
 from gameday.faults import fault_class
 from gameday.faults.base import FaultContext
-from gameday.journal import RollbackJournal
+from gameday.rollback_log import RollbackLog
 from gameday.scenario import FaultSpec
-from gameday.targets.local import LocalTarget
+from infra.targets.local import LocalTarget
 from infra.topology import REPO_ROOT, load_stack
 
 class Target(LocalTarget):
@@ -224,10 +225,10 @@ class Target(LocalTarget):
         return "nobody"
 
 topology = load_stack(sys.argv[1])
-journal = RollbackJournal.create(topology.state_dir, "mech", topology.stack)
+rollback_log = RollbackLog.create(topology.state_dir, "mech", topology.stack)
 spec = FaultSpec(kind="latency", target={"service": "pgbouncer"},
                  parameters={"latency_ms": 50}, duration_s=30)
-ctx = FaultContext(topology=topology, target=Target(topology), journal=journal,
+ctx = FaultContext(topology=topology, target=Target(topology), rollback_log=rollback_log,
                    scenario_id="mech", run_id="mech")
 
 async def main():
@@ -249,17 +250,17 @@ def test_cleanup_after_a_killed_run_removes_rules_and_proxy(mech_topology, pgbou
     assert procfs.pids_with_marker("civicpulse-gameday-gdmech-proxy")
     report = cleanup(mech_topology, TestTarget(mech_topology), check_health=False)
     assert not report.problems, report.problems
-    assert report.journal_found
+    assert report.rollback_log_found
     assert not nft.table_exists(TABLE)
     assert not procfs.pids_with_marker("civicpulse-gameday-gdmech-")
-    assert read_journal(mech_topology.state_dir) is None
+    assert read_rollback_log(mech_topology.state_dir) is None
     assert probe(pgbouncer_like.address, pgbouncer_like.port, as_user=CLIENT_USER)[:2] == (3, 0)
 
 
 def test_cpu_busy_loops_are_bounded_and_killed(mech_topology):
     target = TestTarget(mech_topology)
-    fault, journal = make_fault(mech_topology, target, "cpu_saturation", "app", duration=60,
-                                workers=2, nice=10, as_service_user=False)
+    fault, rollback_log = make_fault(mech_topology, target, "cpu_saturation", "app", duration=60,
+                                     workers=2, nice=10, as_service_user=False)
     marker = "civicpulse-gameday-gdmech-cpu-app1-mech"
 
     async def scenario():
@@ -271,7 +272,7 @@ def test_cpu_busy_loops_are_bounded_and_killed(mech_topology):
 
     assert len(asyncio.run(scenario())) >= 2
     assert not procfs.pids_with_marker(marker)
-    assert journal.finish()
+    assert rollback_log.finish()
 
 
 @pytest.fixture
@@ -286,8 +287,8 @@ def small_volume(tmp_path):
 
 def test_disk_full_fills_a_small_volume_and_frees_it(mech_topology, small_volume):
     target = TestTarget(mech_topology)
-    fault, journal = make_fault(mech_topology, target, "disk_full", "postgresql",
-                                path=str(small_volume / "data"), leave_mb=0)
+    fault, rollback_log = make_fault(mech_topology, target, "disk_full", "postgresql",
+                                     path=str(small_volume / "data"), leave_mb=0)
     assert fault.preflight() == []
     asyncio.run(fault.inject())
     st = os.statvfs(small_volume)
@@ -297,14 +298,14 @@ def test_disk_full_fills_a_small_volume_and_frees_it(mech_topology, small_volume
     asyncio.run(fault.rollback())
     st = os.statvfs(small_volume)
     assert st.f_bavail * st.f_frsize > 14 * 2**20
-    assert journal.finish()
+    assert rollback_log.finish()
 
 
 @pytest.fixture
 def ext4_volume(mech_topology):
     """PostgreSQL's data volume as the postgresql role makes it: a loop-mounted ext4
     image (32 MiB) at <host>/postgresql/volume, data directory inside."""
-    from infra.inventory import host_dir
+    from infra.paths import host_dir
 
     base = host_dir(mech_topology, "db")
     image, mount = base / "postgresql-volume.img", base / "postgresql" / "volume"
@@ -320,10 +321,10 @@ def ext4_volume(mech_topology):
 
 
 def test_disk_full_on_ext4_leaves_only_roots_reserve(mech_topology, ext4_volume):
-    from infra.local_target import loop_devices_backed_by, release_volumes
+    from infra.targets.local_lifecycle import loop_devices_backed_by, release_volumes
 
-    fault, journal = make_fault(mech_topology, TestTarget(mech_topology), "disk_full",
-                                "postgresql", leave_mb=0)
+    fault, rollback_log = make_fault(mech_topology, TestTarget(mech_topology), "disk_full",
+                                     "postgresql", leave_mb=0)
     assert fault.path == ext4_volume / "data" and fault.preflight() == []
     asyncio.run(fault.inject())
     st = os.statvfs(ext4_volume)
@@ -336,7 +337,7 @@ def test_disk_full_on_ext4_leaves_only_roots_reserve(mech_topology, ext4_volume)
     (ext4_volume / "root-can").write_bytes(b"x" * 65536)  # the runbook's tools still write
     asyncio.run(fault.rollback())
     assert os.statvfs(ext4_volume).f_bavail * st.f_frsize > 20 * 2**20
-    assert journal.finish()
+    assert rollback_log.finish()
 
     # destroy's part: unmount the volume and free its loop device.
     assert release_volumes(mech_topology, lambda _m: None) == []
@@ -355,7 +356,7 @@ def test_disk_full_refuses_the_root_filesystem(mech_topology, tmp_path):
 def supervised(mech_topology):
     """A real supervisord for host `cache`, running a program named `redis` (a shell
     with two sleeping children, so that it has a process tree)."""
-    from infra.inventory import host_dir
+    from infra.paths import host_dir
 
     base = host_dir(mech_topology, "cache")
     sup = base / "supervisor"
@@ -433,14 +434,14 @@ def test_hang_fault_and_cleanup_after_a_killed_run(mech_topology, supervised):
     report = cleanup(mech_topology, TestTarget(mech_topology), check_health=False)
     assert not report.problems
     assert target.state(service).paused_pids == ()
-    assert read_journal(mech_topology.state_dir) is None
+    assert read_rollback_log(mech_topology.state_dir) is None
 
 
 def test_stop_fault_rolls_back(mech_topology, supervised):
     target, service = supervised
-    fault, journal = make_fault(mech_topology, target, "service_stop", "redis", signal="KILL")
+    fault, rollback_log = make_fault(mech_topology, target, "service_stop", "redis", signal="KILL")
     asyncio.run(fault.inject())
     assert target.state(service).state == "STOPPED"
     asyncio.run(fault.rollback())
     assert target.state(service).running
-    assert journal.finish()
+    assert rollback_log.finish()

@@ -15,7 +15,7 @@ import pytest
 from gameday import database
 from gameday.faults.base import UndoContext
 from gameday.faults.pool import _terminate
-from infra.inventory import secrets_dir
+from infra.paths import secrets_dir
 from infra.secrets import read_secret
 
 pytestmark = [pytest.mark.slow, pytest.mark.deploy]

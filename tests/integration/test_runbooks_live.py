@@ -17,11 +17,12 @@ from collections.abc import Callable, Iterator
 import psycopg
 import pytest
 
-from gameday.runbook_runner import RunbookResult, run_runbook, runbook_env
+from gameday.runbook_runner import RunbookResult, run_runbook
 from infra.health import probe
-from infra.inventory import secrets_dir
 from infra.ops import cache, disk, drain, pgbouncer, postgresql, prometheus, services
 from infra.ops.outcome import OpsError
+from infra.paths import secrets_dir
+from infra.runbook_env import runbook_env
 from infra.secrets import read_secret
 from infra.supervision import supervisorctl
 from infra.topology import REPO_ROOT, Topology

@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from gameday.targets.base import CommandResult, NetworkFault, Target
-from gameday.targets.docker import CHAIN, DockerTarget, DockerTargetError
 from infra.docker.layout import NETTOOLS_IMAGE
+from infra.targets.base import CommandResult, NetworkFault, Target
+from infra.targets.docker import CHAIN, DockerCommandError, DockerTarget
 from infra.topology import load_stack
 
 RUNNING = {"Status": "running", "Running": True, "Paused": False, "Pid": 4242}
@@ -186,7 +186,7 @@ def test_packet_loss_from_every_app_host(target, fake):
     assert rules == [
         f"iptables -w -A {CHAIN} -s {ip} -p tcp --dport 6379 -m statistic --mode random "
         "--probability 0.30 -j DROP" for ip in ("172.16.10.21", "172.16.10.22")]
-    with pytest.raises(DockerTargetError, match="'redirect' is not implemented"):
+    with pytest.raises(DockerCommandError, match="'redirect' is not implemented"):
         target.apply_network_fault(NetworkFault(kind="redirect", from_users=(),
                                                 daddr="127.0.10.41", redirect_to=("x", 1)))
 
@@ -226,6 +226,6 @@ def test_disconnect_and_connect_a_host(target, fake):
 
 def test_a_failing_command_says_which_and_why(target, fake, topology):
     fake.answer(["docker", "stop"], code=1, stderr="Error: No such container: cp-lab-db-postgresql")
-    with pytest.raises(DockerTargetError, match=r"`docker stop --time 20 cp-lab-db-postgresql` "
+    with pytest.raises(DockerCommandError, match=r"`docker stop --time 20 cp-lab-db-postgresql` "
                                                 r"failed \(exit 1\): Error: No such container"):
         target.stop(topology.one("postgresql"))

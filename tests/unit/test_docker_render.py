@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from infra.docker.container_files import ROLE_FILES, SERVICE_VARS
 from infra.docker.layout import layout_for
 from infra.docker.render import (
     ROLES_DIR,
@@ -17,7 +18,7 @@ from infra.docker.render import (
     render_text,
     role_variables,
 )
-from infra.docker.services import ROLE_FILES, SERVICE_VARS, plan
+from infra.docker.services import plan
 from infra.topology import load_stack, stack_path
 from infra.yaml_source import ConfigError
 

@@ -14,19 +14,16 @@ from pathlib import Path
 import httpx
 import pytest
 import yaml
-from invoke import Exit
-from rich.console import Console
 
-from infra import docker_target
-from infra.docker_target import (
-    EXIT_PREREQUISITE,
+from infra.docker import prerequisites
+from infra.docker.workspace import ensure_passphrase, plugin_versions, workspace_settings
+from infra.targets import docker_lifecycle
+from infra.targets.base import PrerequisiteMissing, ProgressSink
+from infra.targets.docker_lifecycle import (
     DockerTargetError,
     deploy_docker,
     destroy_docker,
-    ensure_passphrase,
-    plugin_versions,
     wait_for_app,
-    workspace_settings,
     write_secret_files,
 )
 from infra.topology import REPO_ROOT, load_stack, stack_path
@@ -44,7 +41,7 @@ def topology(tmp_path):
 @pytest.fixture
 def nothing_installed(monkeypatch, tmp_path):
     monkeypatch.setattr(shutil, "which", lambda name: None)
-    monkeypatch.setattr(docker_target, "DOCKER_SOCKET", tmp_path / "no-docker.sock")
+    monkeypatch.setattr(prerequisites, "DOCKER_SOCKET", tmp_path / "no-docker.sock")
     monkeypatch.delenv("DOCKER_HOST", raising=False)
 
 
@@ -52,9 +49,10 @@ def nothing_installed(monkeypatch, tmp_path):
 def test_missing_cli_and_engine_say_what_and_how_and_exit_non_zero(action, topology,
                                                                    nothing_installed):
     with pytest.raises(DockerTargetError) as caught:
-        action(topology, Console(file=open(os.devnull, "w")))
+        action(topology, ProgressSink())
     error = caught.value
-    assert isinstance(error, Exit) and error.code == EXIT_PREREQUISITE
+    # tasks.py turns it into exit code 3 (test_invoke_task_exits_with_the_message_…).
+    assert isinstance(error, PrerequisiteMissing)
     message = str(error)
     assert "nothing was changed" in message
     assert "the Pulumi CLI (`pulumi`) is not on PATH" in message
@@ -81,12 +79,12 @@ def test_docker_info_failure_is_reported(monkeypatch, tmp_path):
             return subprocess.CompletedProcess(argv, 1, "", "permission denied while trying "
                                                             "to connect\n")
 
-        problems = docker_target.prerequisite_problems(run=fake_run)
+        problems = prerequisites.prerequisite_problems(run=fake_run)
     finally:
         server.close()
     assert calls == [["docker", "info", "--format", "{{.ServerVersion}}"]]
     assert problems == [f"`docker info` failed (permission denied while trying to connect): "
-                        f"{docker_target.INSTALL_DOCKER}"]
+                        f"{prerequisites.INSTALL_DOCKER}"]
 
 
 @pytest.mark.skipif(shutil.which("pulumi") is not None or Path("/var/run/docker.sock").exists(),
@@ -96,7 +94,7 @@ def test_invoke_task_exits_with_the_message_and_no_traceback():
     result = subprocess.run([str(Path(sys.executable).parent / "invoke"), "deploy", "--target",
                              "docker"], cwd=REPO_ROOT, capture_output=True, text=True,
                             timeout=60, env=env, check=False)
-    assert result.returncode == EXIT_PREREQUISITE, result.stderr
+    assert result.returncode == 3, result.stderr
     assert "Traceback" not in result.stderr + result.stdout
     assert "the Pulumi CLI (`pulumi`) is not on PATH" in result.stderr
 
@@ -127,7 +125,7 @@ def test_plugins_match_the_installed_sdks():
 
 
 def test_generated_secrets_land_where_probes_read_them(topology):
-    from infra.inventory import secrets_dir
+    from infra.paths import secrets_dir
     from infra.secrets import read_secret
 
     paths = write_secret_files(topology, {"redis": "abc", "app_db": "def"})
@@ -174,7 +172,7 @@ def test_status_reads_dockers_health_checks(topology):
             return subprocess.CompletedProcess(argv, 1, "", f"No such object: {name}")
         return subprocess.CompletedProcess(argv, 0, json.dumps(states[name]), "")
 
-    report = docker_target.status_docker(topology, run=fake_run)
+    report = docker_lifecycle.status_docker(topology, run=fake_run)
     rows = {(r["host"], r["service"]): r for r in report["services"]}
     assert len(rows) == len(topology.services) + 1  # + Grafana
     assert rows[("db", "postgresql")]["healthy"] is True

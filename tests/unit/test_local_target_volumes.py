@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from infra.local_target import loop_devices_backed_by, mounts_under
+from infra.targets.local_lifecycle import loop_devices_backed_by, mounts_under
 
 MOUNTINFO = """\
 22 27 0:21 / /proc rw,relatime - proc proc rw

@@ -8,11 +8,11 @@ import json
 import pytest
 
 from infra.ansible_run import PlaybookResult
+from infra.drained import drained_hosts, write_drained
 from infra.health import Health
-from infra.inventory import host_dir
 from infra.ops import drain
-from infra.ops.drained import drained_hosts, drained_path, write_drained
 from infra.ops.outcome import OpsError
+from infra.paths import drained_path, host_dir
 from infra.topology import load_stack
 
 

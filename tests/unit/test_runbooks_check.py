@@ -11,6 +11,7 @@ import pytest
 from rich.console import Console
 
 from gameday import runbook_check as rc
+from gameday.runbook_markdown import slug
 from infra.topology import REPO_ROOT
 
 RULES = """\
@@ -317,9 +318,9 @@ def test_invoke_task_names_and_flags_are_read_from_tasks_py(tmp_path):
 
 
 def test_slug_matches_github_anchors():
-    assert rc.slug("Mitigation") == "mitigation"
-    assert rc.slug("Before you start (humans)") == "before-you-start-humans"
-    assert rc.slug("`python -m infra.ops`") == "python--m-infraops"
+    assert slug("Mitigation") == "mitigation"
+    assert slug("Before you start (humans)") == "before-you-start-humans"
+    assert slug("`python -m infra.ops`") == "python--m-infraops"
 
 
 def test_the_checked_in_runbooks_pass():

@@ -3,7 +3,7 @@ Prometheus answering /api/v1/alerts, and an "Alertmanager" posting webhooks.
 
 The fake target flips the fake stack's state (stopping "redis" makes the app
 degraded and RedisDown fire), so the whole engine runs for real: load, probes, alert
-sources, webhook receiver, runbook, rollback journal, report. Only the database read
+sources, webhook receiver, runbook, rollback log, report. Only the database read
 of the reconciliation is replaced (by the fake app's own tables).
 """
 

@@ -1,4 +1,4 @@
-"""A fake target driver: records every call and what the journal held at that moment."""
+"""A fake target driver: records every call and what the rollback log held at that moment."""
 
 from __future__ import annotations
 
@@ -6,30 +6,40 @@ import json
 from collections.abc import Sequence
 from pathlib import Path
 
-from gameday.targets.base import CommandResult, NetworkFault, ServiceState, Target
+from infra.targets.base import CommandResult, NetworkFault, ServiceState, Target
 from infra.topology import Service, Topology
 
 
 class FakeTarget(Target):
     name = "fake"
 
-    def __init__(self, topology: Topology, journal_path: Path | None = None) -> None:
+    def __init__(self, topology: Topology, rollback_log_path: Path | None = None) -> None:
         super().__init__(topology)
-        self.journal_path = journal_path
+        self.rollback_log_path = rollback_log_path
         self.calls: list[tuple] = []
-        #: The journal's entries (as on disk) at the moment of each mutating call.
-        self.journal_at_call: list[list[dict]] = []
+        #: The rollback log's entries (as on disk) at the moment of each mutating call.
+        self.rollback_log_at_call: list[list[dict]] = []
         self.stopped: set[tuple[str, str]] = set()
         self.paused: dict[tuple[str, str], list[int]] = {}
         self.network: list[NetworkFault] = []
         self.pids = {s.name: 1000 + i * 10 for i, s in enumerate(topology.services)}
 
+    # The engine never deploys: a GameDay runs against a stack that is up.
+    def deploy(self, progress, publish_monitoring=False):
+        raise NotImplementedError("a GameDay never deploys")
+
+    def status(self):
+        raise NotImplementedError("a GameDay never asks for the stack's status table")
+
+    def destroy(self, progress):
+        raise NotImplementedError("a GameDay never destroys")
+
     def _mutating(self, *call: object) -> None:
         self.calls.append(call)
         entries = []
-        if self.journal_path is not None and self.journal_path.exists():
-            entries = json.loads(self.journal_path.read_text())["entries"]
-        self.journal_at_call.append(entries)
+        if self.rollback_log_path is not None and self.rollback_log_path.exists():
+            entries = json.loads(self.rollback_log_path.read_text())["entries"]
+        self.rollback_log_at_call.append(entries)
 
     def state(self, service: Service) -> ServiceState:
         key = (service.host, service.name)

@@ -13,9 +13,9 @@ from gameday_fake_stack import FakeStack, FakeStackTarget
 
 from gameday import database
 from gameday.engine import run_gameday
-from gameday.journal import read_journal
 from gameday.progress import Progress
 from gameday.results import ERROR, FALSIFIED, HELD, PLANNED, REFUSED
+from gameday.rollback_log import read_rollback_log
 
 SCENARIO = """
 id: redis-down
@@ -113,7 +113,7 @@ def test_hypothesis_holds_end_to_end(fake, tmp_path):
     assert scenario.reconciliation.lost_acknowledged_writes == 0
     assert {"before", "during", "after"} <= set(scenario.phases)
     assert [c[0] for c in target.calls] == ["stop", "start"]
-    assert read_journal(fake.topology.state_dir) is None
+    assert read_rollback_log(fake.topology.state_dir) is None
     report = json.loads((result.report_dir / "journal.json").read_text())
     assert report["scenarios"][0]["status"] == "held"
     assert (result.report_dir / "report.html").read_text().count("<svg") >= 2
@@ -163,5 +163,5 @@ def test_sigint_during_the_fault_rolls_back(fake, tmp_path):
     assert result.results[0].status == ERROR
     assert [c[0] for c in target.calls] == ["stop", "start"]
     assert not fake.state.redis_down
-    assert read_journal(fake.topology.state_dir) is None
+    assert read_rollback_log(fake.topology.state_dir) is None
     assert (result.report_dir / "summary.md").exists()

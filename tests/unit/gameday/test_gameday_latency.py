@@ -12,7 +12,7 @@ from gameday_fakes import FakeTarget
 
 from gameday.faults import fault_class
 from gameday.faults.base import FaultContext
-from gameday.journal import RollbackJournal
+from gameday.rollback_log import RollbackLog
 from gameday.scenario import FaultSpec
 
 
@@ -23,8 +23,8 @@ def test_rollback_stops_the_proxy_before_deleting_the_rule(topology, monkeypatch
     target = FakeTarget(topology)
     spec = FaultSpec(kind="latency", target={"service": "pgbouncer"},
                      parameters={"latency_ms": 50, "from_services": ["app"]}, duration_s=5)
-    journal = RollbackJournal.create(topology.state_dir, "r1", topology.stack)
-    ctx = FaultContext(topology=topology, target=target, journal=journal,
+    rollback_log = RollbackLog.create(topology.state_dir, "r1", topology.stack)
+    ctx = FaultContext(topology=topology, target=target, rollback_log=rollback_log,
                        scenario_id="pgbouncer-latency", run_id="r1")
     fault = fault_class("latency")(spec, ctx)
     pgbouncer = topology.one("pgbouncer")

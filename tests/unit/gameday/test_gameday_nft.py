@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import pytest
 
-from gameday import nft
-from gameday.targets.base import NetworkFault
+from infra.targets import nft
+from infra.targets.base import NetworkFault
 
 
 def test_partition_rule_is_scoped_by_user():

@@ -14,8 +14,8 @@ from gameday.runbook_runner import (
     parse_runbook,
     run_block,
     run_runbook,
-    runbook_env,
 )
+from infra.runbook_env import runbook_env
 
 RUNBOOK = textwrap.dedent("""\
     # RedisDown

@@ -142,7 +142,7 @@ def test_catalog_reports_every_bad_file_and_runs_nothing(write_scenario, good_sc
     problems = info.value.problems
     assert any("bad-one.yaml:" in p and "load.users" in p for p in problems)
     assert any("bad-two.yaml:" in p and "alerts[0].deadline_s" in p for p in problems)
-    # run_gameday validates before anything else: no lock, no journal, no report.
+    # run_gameday validates before anything else: no lock, no rollback log, no report.
     with pytest.raises(ConfigError):
         run_gameday(topology, scenarios_dir=tmp_path / "scenarios",
                     reports_dir=tmp_path / "reports")

@@ -9,35 +9,32 @@ scoped by the client service's system user.
 
 from __future__ import annotations
 
-import os
-import re
 import time
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
-from gameday import nft, procfs
-from gameday.targets.base import CommandResult, NetworkFault, ServiceState, Target, run_command
-from infra.inventory import host_dir, notification_log_path
-from infra.local_target import runs_on_this_machine
+from infra import procfs
+from infra.paths import notification_log_path
+from infra.supervision import parse_status, supervisorctl_argv
+from infra.targets import local_lifecycle, nft
+from infra.targets.base import (
+    CommandResult,
+    Deployed,
+    NetworkFault,
+    ProgressSink,
+    ServiceState,
+    Target,
+    run_command,
+)
+from infra.targets.local_lifecycle import runs_on_this_machine
 from infra.topology import Service, Topology
 
-SUPERVISORCTL = "/usr/bin/supervisorctl"
 RUNUSER = "/usr/sbin/runuser"
-_STATUS = re.compile(r"^(?P<name>\S+)\s+(?P<state>[A-Z]+)(?:\s+pid (?P<pid>\d+))?")
 
 
 class SupervisorError(Exception):
     pass
-
-
-def parse_status(output: str, program: str) -> tuple[str, int | None]:
-    """(state, pid) from `supervisorctl status <program>` output."""
-    for line in output.splitlines():
-        match = _STATUS.match(line.strip())
-        if match and match["name"] in (program, f"{program}:{program}"):
-            pid = int(match["pid"]) if match["pid"] else None
-            return match["state"], pid
-    return "UNKNOWN", None
 
 
 class LocalTarget(Target):
@@ -46,6 +43,27 @@ class LocalTarget(Target):
     def __init__(self, topology: Topology) -> None:
         super().__init__(topology)
         self._network_faults: list[NetworkFault] = []
+
+    # --- lifecycle (infra.targets.local_lifecycle) ------------------------------------
+    def deploy(self, progress: ProgressSink, publish_monitoring: bool = False) -> Deployed:
+        # publish_monitoring is the docker target's: here every service already listens
+        # on its own loopback address.
+        result = local_lifecycle.deploy(self.topology, progress=progress.step)
+        timings = result.timings
+        summary = (f"Ansible: changed={result.playbook.changed} in {timings['ansible']:.1f}s; "
+                   f"ready after {timings['readiness']:.1f}s; total {timings['total']:.1f}s",)
+        return Deployed(summary=summary, status=self.status(), healthy=result.healthy)
+
+    def status(self) -> dict[str, Any]:
+        return local_lifecycle.status(self.topology)
+
+    def destroy(self, progress: ProgressSink) -> list[str]:
+        left = local_lifecycle.destroy(self.topology, progress=progress.line)
+        if not left:
+            progress.line(f"stack {self.topology.stack} destroyed; nothing of it is listening")
+        return left
+
+    # --- runtime -----------------------------------------------------------------------
 
     def notification_log(self) -> Path | None:
         # The alertmanager role runs the receiver next to Alertmanager; its log is a
@@ -56,12 +74,8 @@ class LocalTarget(Target):
             return None
         return notification_log_path(self.topology) if runs_on_this_machine(host) else None
 
-    def supervisor_conf(self, host: str) -> Path:
-        return host_dir(self.topology, host) / "supervisor" / "supervisord.conf"
-
     def supervisorctl(self, host: str, *args: str, timeout_s: float = 60) -> CommandResult:
-        return run_command([SUPERVISORCTL, "-c", str(self.supervisor_conf(host)), *args],
-                           timeout_s)
+        return run_command(supervisorctl_argv(self.topology, host, *args), timeout_s)
 
     def state(self, service: Service) -> ServiceState:
         result = self.supervisorctl(service.host, "status", service.name, timeout_s=15)
@@ -121,15 +135,6 @@ class LocalTarget(Target):
             self.signal_pids(fresh, 19)  # SIGSTOP
             paused.extend(fresh)
         return paused
-
-    def signal_pids(self, pids: Sequence[int], sig: int) -> None:
-        for pid in pids:
-            if pid <= 1:
-                continue
-            try:
-                os.kill(pid, sig)
-            except ProcessLookupError:
-                pass
 
     def run(self, host: str, argv: Sequence[str], timeout_s: float,
             user: str | None = None, env: dict[str, str] | None = None) -> CommandResult:

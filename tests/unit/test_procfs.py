@@ -7,7 +7,7 @@ import sys
 import time
 from pathlib import Path
 
-from gameday.procfs import execed_away_from_parent
+from infra.procfs import execed_away_from_parent
 
 
 def _fake_proc(root: Path, pid: int, ppid: int, argv: list[str]) -> None:

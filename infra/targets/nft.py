@@ -17,7 +17,7 @@ import json
 import subprocess
 from collections.abc import Sequence
 
-from gameday.targets.base import NetworkFault
+from infra.targets.base import NetworkFault
 
 TABLE_PREFIX = "civicpulse_gameday_"
 FAMILY = "inet"

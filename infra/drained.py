@@ -1,8 +1,10 @@
 """Which app hosts are drained (kept out of nginx's upstream): `<state_dir>/ops/drained.json`.
 
-This module only reads and writes that file and depends on nothing but the topology,
-so that `infra.inventory` can import it to feed `nginx_drained_hosts` to the nginx
-role (a later deploy must keep a drained host drained, not silently undo it).
+This module only reads and writes that file (`infra.paths.drained_path`) and depends on
+nothing but the topology.
+It sits below both its writer (`infra.ops.drain`) and its reader `infra.inventory`,
+which feeds `nginx_drained_hosts` to the nginx role (a later deploy must keep a
+drained host drained, not silently undo it).
 """
 
 from __future__ import annotations
@@ -11,11 +13,8 @@ import json
 import os
 from pathlib import Path
 
+from infra.paths import drained_path
 from infra.topology import Topology
-
-
-def drained_path(topology: Topology) -> Path:
-    return topology.state_dir / "ops" / "drained.json"
 
 
 def drained_hosts(topology: Topology) -> list[str]:

@@ -1,21 +1,27 @@
-"""The target-driver interface: everything the engine and the faults do to a stack.
+"""The target interface: everything done to a stack, from its deploy to a GameDay fault.
 
-The engine never runs supervisorctl, kill or nft itself; it asks a `Target`. The
-local target (`local.py`: supervisord per loopback host, signals, nftables) is the
-first implementation; a Docker one (containers, `docker kill/pause`, network
-namespaces) implements the same methods.
+One `Target` per kind of deployment (`local.py`: supervisord per loopback host,
+Ansible, signals, nftables; `docker.py`: containers built by Pulumi, `docker
+kill/pause`, iptables in network namespaces), obtained with `infra.targets.target_for`.
+It owns the lifecycle (`deploy`, `status`, `destroy`: tasks.py) and the runtime
+operations (state, start, stop, signals, commands, network faults: the GameDay engine,
+its faults and cleanup). The engine never runs supervisorctl, kill or nft itself.
+
+Lifecycle actions report through a `ProgressSink` and fail with a `TargetError`;
+tasks.py shows the one and turns the other into an exit code.
 """
 
 from __future__ import annotations
 
+import os
 import signal
 import subprocess
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from infra.topology import Service, Topology
 
@@ -67,11 +73,66 @@ class NetworkFault:
     comment: str = ""
 
 
+class TargetError(Exception):
+    """A lifecycle action stopped; the message says why and what to do."""
+
+
+class UnknownTarget(TargetError):
+    """The stack config or `--target` names no kind of target we have."""
+
+
+class TargetUnfit(TargetError):
+    """The stack config cannot run on this target; nothing was changed."""
+
+
+class PrerequisiteMissing(TargetError):
+    """This machine lacks what the target needs (a CLI, an engine); nothing was changed."""
+
+
+def _ignore(_text: str) -> None:
+    return None
+
+
+@dataclass(frozen=True)
+class ProgressSink:
+    """Where a lifecycle action reports: `step` is what it does now (a spinner's text,
+    replaced by the next step), `line` is output to keep (a tool's log, a result)."""
+
+    step: Callable[[str], None] = _ignore
+    line: Callable[[str], None] = _ignore
+
+
+@dataclass(frozen=True)
+class Deployed:
+    """What a deploy reports once it is done."""
+
+    #: Lines for the operator (timings, where the app answers).
+    summary: tuple[str, ...]
+    #: The stack's status (the shape of `Target.status`) when the deploy probed it.
+    status: dict[str, Any] | None
+    healthy: bool
+
+
 class Target(ABC):
     name: str = "abstract"
 
     def __init__(self, topology: Topology) -> None:
         self.topology = topology
+
+    # --- lifecycle --------------------------------------------------------------
+    @abstractmethod
+    def deploy(self, progress: ProgressSink, publish_monitoring: bool = False) -> Deployed:
+        """Stand the stack up and wait until it is healthy (TargetError if it cannot)."""
+
+    @abstractmethod
+    def status(self) -> dict[str, Any]:
+        """{"stack", "services": [{host, service, address, state, healthy, detail, …}],
+        "endpoints": {name: url}}."""
+
+    @abstractmethod
+    def destroy(self, progress: ProgressSink) -> list[str]:
+        """Delete every service and the data of the stack; returns what is left over
+        (endpoints still listening, volumes still mounted)."""
 
     # --- services -------------------------------------------------------------
     @abstractmethod
@@ -108,9 +169,19 @@ class Target(ABC):
         self.signal_pids(targets, signal.SIGCONT)
         return targets
 
-    @abstractmethod
     def signal_pids(self, pids: Sequence[int], sig: int) -> None:
-        """Signal processes, ignoring ones that have gone."""
+        """Signal processes, ignoring ones that have gone (and never pid 0 or 1)."""
+        for pid in pids:
+            if pid <= 1:
+                continue
+            try:
+                self.send_signal(pid, sig)
+            except ProcessLookupError:
+                pass
+
+    def send_signal(self, pid: int, sig: int) -> None:
+        """Signal one process, by its pid on this machine."""
+        os.kill(pid, sig)
 
     # --- hosts ------------------------------------------------------------------
     @abstractmethod

@@ -44,16 +44,20 @@ import shlex
 import signal
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
-from gameday import procfs
-from gameday.targets.base import (
+from infra import procfs
+from infra.docker.layout import NETTOOLS_IMAGE, DockerLayout, HostLayout, layout_for
+from infra.targets import docker_lifecycle
+from infra.targets.base import (
     CommandResult,
+    Deployed,
     NetworkFault,
+    ProgressSink,
     ServiceState,
     Target,
     run_command,
 )
-from infra.docker.layout import NETTOOLS_IMAGE, DockerLayout, HostLayout, layout_for
 from infra.topology import Service, Topology
 
 DOCKER = "docker"
@@ -66,7 +70,7 @@ STATES = {"running": "RUNNING", "restarting": "BACKOFF", "paused": "RUNNING",
 Runner = Callable[[Sequence[str], float], CommandResult]
 
 
-class DockerTargetError(Exception):
+class DockerCommandError(Exception):
     """A docker command failed; the message has the command and its output."""
 
 
@@ -82,6 +86,21 @@ class DockerTarget(Target):
         self._send_signal = send_signal
         self._proc = proc
 
+    # --- lifecycle (infra.targets.docker_lifecycle) -----------------------------------
+    def deploy(self, progress: ProgressSink, publish_monitoring: bool = False) -> Deployed:
+        # Unhealthy after the deploy is an error there (DockerTargetError), and only
+        # nginx is reachable from this machine: no status table to show here.
+        docker_lifecycle.deploy_docker(self.topology, progress,
+                                       publish_monitoring=publish_monitoring)
+        return Deployed(summary=(), status=None, healthy=True)
+
+    def status(self) -> dict[str, Any]:
+        return docker_lifecycle.status_docker(self.topology)
+
+    def destroy(self, progress: ProgressSink) -> list[str]:
+        docker_lifecycle.destroy_docker(self.topology, progress)
+        return []
+
     # --- plumbing -----------------------------------------------------------------
     def docker(self, *args: str, timeout_s: float = 60) -> CommandResult:
         return self._runner([DOCKER, *args], timeout_s)
@@ -90,7 +109,7 @@ class DockerTarget(Target):
         result = self.docker(*args, timeout_s=timeout_s)
         if not result.ok:
             why = "timed out" if result.timed_out else f"exit {result.exit_code}"
-            raise DockerTargetError(f"`docker {' '.join(args)}` failed ({why}): "
+            raise DockerCommandError(f"`docker {' '.join(args)}` failed ({why}): "
                                     f"{(result.stderr or result.stdout).strip()}")
         return result
 
@@ -178,14 +197,8 @@ class DockerTarget(Target):
         self.signal_pids(targets, signal.SIGCONT)
         return targets
 
-    def signal_pids(self, pids: Sequence[int], sig: int) -> None:
-        for pid in pids:
-            if pid <= 1:
-                continue
-            try:
-                self._send_signal(pid, sig)
-            except ProcessLookupError:
-                pass
+    def send_signal(self, pid: int, sig: int) -> None:
+        self._send_signal(pid, sig)
 
     # --- hosts ----------------------------------------------------------------------
     def exec_container(self, host: str, user: str | None) -> str:
@@ -222,11 +235,11 @@ class DockerTarget(Target):
     def rules_for(self, fault: NetworkFault) -> tuple[HostLayout, list[str]]:
         """The destination host and the iptables rules (one per client host) of a fault."""
         if fault.kind not in ("drop", "loss"):
-            raise DockerTargetError(f"network fault {fault.kind!r} is not implemented on the "
+            raise DockerCommandError(f"network fault {fault.kind!r} is not implemented on the "
                                     "docker target (only drop and loss)")
         host = self.layout.host_of_address(fault.daddr)
         if host is None:
-            raise DockerTargetError(f"no host of stack {self.layout.stack} has address "
+            raise DockerCommandError(f"no host of stack {self.layout.stack} has address "
                                     f"{fault.daddr}")
         match = ["-p", "tcp"]
         if fault.dport is not None:
@@ -249,7 +262,7 @@ class DockerTarget(Target):
         ]) + "; " + " && ".join(rules)
         result = self._netns(host, script)
         if not result.ok:
-            raise DockerTargetError(f"could not add the fault rules in {host.name}'s network "
+            raise DockerCommandError(f"could not add the fault rules in {host.name}'s network "
                                     f"namespace: {(result.stderr or result.stdout).strip()}")
 
     def remove_network_faults(self) -> None:
@@ -263,7 +276,7 @@ class DockerTarget(Target):
             if not self._connected(host):
                 self.connect_host(host.name)
         if problems:
-            raise DockerTargetError("could not remove the GameDay rules from: " +
+            raise DockerCommandError("could not remove the GameDay rules from: " +
                                     "; ".join(problems))
 
     def network_faults_active(self) -> bool:

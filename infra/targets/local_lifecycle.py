@@ -1,4 +1,4 @@
-"""The local target: deploy, inspect and destroy a stack on this machine.
+"""The local target's lifecycle: deploy, inspect and destroy a stack on this machine.
 
 Deploy = preflight → secrets → inventory + workload archive → Ansible (`site.yml`)
 → wait for real readiness. The functions report progress through callbacks so that
@@ -24,17 +24,19 @@ import httpx
 
 from infra.ansible_run import PlaybookResult, run_playbook
 from infra.health import Health, probe_all, wait_healthy
-from infra.inventory import secrets_dir, work_dir, workload_archive_path, write_inventory
+from infra.inventory import write_inventory
+from infra.paths import secrets_dir, work_dir, workload_archive_path
 from infra.preflight import preflight
 from infra.secrets import ensure_secrets
 from infra.supervision import program_states, shutdown_host
+from infra.targets.base import TargetError
 from infra.topology import LOOPBACK, Host, Topology
 from infra.workload import build_archive
 
 Progress = Callable[[str], None]
 
 
-class DeployError(Exception):
+class DeployError(TargetError):
     """Deploy stopped; the message says why and what to do."""
 
 

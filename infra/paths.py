@@ -1,0 +1,69 @@
+"""Where a stack keeps its state on the controller: one place for every path under
+`topology.state_dir`.
+
+These are facts of the topology, not of the Ansible inventory: the deploy, the ops
+commands, the GameDay engine and the benchmark all need them, and most of them need
+nothing else of `infra.inventory`. The layout:
+
+    <state_dir>/hosts/<host>/   config, data, logs and supervisor of one host
+    <state_dir>/secrets/        the stack's secrets (0600, see infra.secrets)
+    <state_dir>/work/           controller scratch: inventory, Ansible's home, logs
+    <state_dir>/ops/            what ops commands record (the drained app hosts)
+    <state_dir>/pulumi/         docker target: the Pulumi backend (its state)
+    <state_dir>/pulumi-home/    docker target: the Pulumi CLI's home
+    <state_dir>/gameday/        the GameDay lock and rollback log (gameday.rollback_log)
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from infra.topology import Topology
+
+
+def host_dir(topology: Topology, host: str) -> Path:
+    """Per-host directory: config, data, logs and supervisor of one host."""
+    return topology.state_dir / "hosts" / host
+
+
+def supervisor_conf(topology: Topology, host: str) -> Path:
+    """The supervisord.conf of one host (what `supervisorctl -c` needs)."""
+    return host_dir(topology, host) / "supervisor" / "supervisord.conf"
+
+
+def notification_log_path(topology: Topology) -> Path:
+    """The lab pager's log (monitoring/alertmanager/notification_log.py): every webhook
+    notification Alertmanager sent, one JSON object per line."""
+    return host_dir(topology, topology.one("alertmanager").host) / "alertmanager" / \
+        "notifications" / "notifications.jsonl"
+
+
+def secrets_dir(topology: Topology) -> Path:
+    """The stack's secrets, one file per name (infra.secrets.SECRET_NAMES)."""
+    return topology.state_dir / "secrets"
+
+
+def work_dir(topology: Topology) -> Path:
+    """Controller-side scratch: generated inventory, Ansible's home and logs."""
+    return topology.state_dir / "work"
+
+
+def workload_archive_path(topology: Topology) -> Path:
+    """The app's code as the deploy ships it to the hosts."""
+    return work_dir(topology) / "workload.tar.gz"
+
+
+def drained_path(topology: Topology) -> Path:
+    """Which app hosts an operator drained (infra.drained reads and writes it)."""
+    return topology.state_dir / "ops" / "drained.json"
+
+
+def pulumi_dir(topology: Topology) -> Path:
+    """The file:// backend of the stack (its Pulumi state, encrypted secrets inside)."""
+    return topology.state_dir / "pulumi"
+
+
+def pulumi_home(topology: Topology) -> Path:
+    """PULUMI_HOME: the CLI's plugins and credentials, apart from the checkout and from
+    other Pulumi projects of this user."""
+    return topology.state_dir / "pulumi-home"

@@ -1,0 +1,42 @@
+"""tasks.py's choice of target: --target overrides the stack config's, and a name that
+is neither local nor docker is refused before anything is touched."""
+
+from __future__ import annotations
+
+import copy
+import importlib.util
+
+import pytest
+import yaml
+from invoke import Context, Exit
+
+from infra.topology import REPO_ROOT, stack_path
+
+
+def load_tasks():  # noqa: ANN201
+    spec = importlib.util.spec_from_file_location("tasks_under_test", REPO_ROOT / "tasks.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture
+def stack_file(tmp_path):
+    data = copy.deepcopy(yaml.safe_load(stack_path("lab").read_text()))
+    data["state_dir"] = str(tmp_path / "state")
+    (tmp_path / "state").mkdir()
+    (tmp_path / "state" / "keep").write_text("data of the stack")
+    path = tmp_path / "lab.yaml"
+    path.write_text(yaml.safe_dump(data))
+    return path
+
+
+@pytest.mark.parametrize("task", ["destroy", "status"])
+def test_an_unknown_target_is_refused_not_taken_for_local(task, stack_file):
+    tasks = load_tasks()
+    options = {"yes": True} if task == "destroy" else {}
+    with pytest.raises(Exit) as caught:
+        getattr(tasks, task)(Context(), stack=str(stack_file), target="dockr", **options)
+    assert caught.value.code == 2
+    assert "--target must be local or docker, not 'dockr'" in str(caught.value.message)
+    assert (stack_file.parent / "state" / "keep").exists()  # nothing was destroyed
