@@ -25,8 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.stats import latency_summary_ms
-from infra.inventory import secrets_dir
-from infra.secrets import read_secret
+from infra.connections import APP, stack_secret
 from infra.topology import Topology
 
 PGBENCH = "/usr/lib/postgresql/15/bin/pgbench"
@@ -129,9 +128,9 @@ def run_pgbench(topology: Topology, clients: int, duration_s: float,
     with tempfile.TemporaryDirectory(prefix="civicpulse-pgbench-") as tmp:
         script = Path(tmp) / "user_audit.sql"
         script.write_text(PGBENCH_SCRIPT.format(prefix=prefix))
-        env = {**os.environ, "PGPASSWORD": read_secret(secrets_dir(topology), "app_db"),
+        env = {**os.environ, "PGPASSWORD": stack_secret(topology, APP.secret),
                "PGCONNECT_TIMEOUT": "5", "PGAPPNAME": "civicpulse-bench-pgbench"}
-        argv = [binary, "-h", bouncer.address, "-p", str(bouncer.port), "-U", "civicpulse",
+        argv = [binary, "-h", bouncer.address, "-p", str(bouncer.port), "-U", APP.user,
                 "-n", "-M", "simple", "-f", str(script), "-c", str(clients),
                 "-j", str(min(clients, 2)), "-T", str(seconds), "-l",
                 "--log-prefix", str(Path(tmp) / "tx"), topology.sizing.postgresql.database]

@@ -28,7 +28,7 @@ import httpx
 
 from bench.options import BenchError
 from infra.catalog import SERVICE_KINDS
-from infra.inventory import host_dir
+from infra.paths import host_dir
 from infra.topology import Topology
 
 #: Log lines of the app that name SQLite's lock errors (counted per point).

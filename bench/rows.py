@@ -13,12 +13,8 @@ from typing import Any, Protocol
 
 import psycopg
 
-from infra.inventory import secrets_dir
-from infra.secrets import read_secret
+from infra.connections import APP, pg_conninfo
 from infra.topology import Topology
-
-#: The app's role; its password is the stack's `app_db` secret.
-APP_DB_USER = "civicpulse"
 
 _MAX_ID = "SELECT coalesce(max(id), 0) FROM civicpulse_user"
 _USERS = "SELECT count(*) FROM civicpulse_user WHERE id > {p} AND username LIKE {p}"
@@ -66,13 +62,10 @@ class PostgresCounter(_SqlCounter):
     placeholder = "%s"
 
     def __init__(self, topology: Topology) -> None:
-        bouncer = topology.one("pgbouncer")
         self.conn: psycopg.Connection[Any] = psycopg.connect(
-            host=bouncer.address, port=bouncer.port, user=APP_DB_USER,
-            dbname=topology.sizing.postgresql.database,
-            password=read_secret(secrets_dir(topology), "app_db"),
-            connect_timeout=5, prepare_threshold=None, autocommit=True,
-            application_name="civicpulse-bench")
+            **pg_conninfo(topology, topology.one("pgbouncer"), APP, connect_timeout=5,
+                          application_name="civicpulse-bench"),
+            prepare_threshold=None, autocommit=True)
 
     def _one(self, sql: str, params: list[Any] | None = None) -> int:
         row = self.conn.execute(sql, params).fetchone()

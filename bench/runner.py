@@ -22,7 +22,7 @@ from bench.procfs import CpuMeter, listener_pids
 from bench.report import write_report
 from bench.results import CONFIGURATIONS, BenchResult, PointResult, derive_notes
 from bench.rows import PostgresCounter, RowCounter, SqliteCounter
-from infra.inventory import host_dir
+from infra.paths import host_dir
 from infra.topology import Topology
 
 #: Loopback addresses of the SQLite peers (outside every stack's range).

@@ -16,9 +16,6 @@ import yaml
 
 from infra.catalog import debian_packages
 from infra.drained import drained_hosts
-
-# The state paths live in infra.paths; host_dir and secrets_dir are still importable
-# from here for bench/ until it imports infra.paths.
 from infra.paths import host_dir, notification_log_path, secrets_dir, workload_archive_path
 from infra.topology import REPO_ROOT, Host, Topology
 from infra.workload import requirements
