@@ -15,14 +15,15 @@ import aiohttp
 import httpx
 
 from bench.bounds import BoundResult, run_pgbench, run_wrk
+from bench.cpu_meter import CpuMeter
 from bench.load import REPORT_PATTERN_PATH, LoadSpec, run_load
 from bench.options import REPORT_PATTERN, BenchError, BenchOptions, make_options
 from bench.peers import SQLITE_MODES, SqlitePeer, deployed_app, reap_stale_peers
-from bench.procfs import CpuMeter, listener_pids
 from bench.report import write_report
 from bench.results import CONFIGURATIONS, BenchResult, PointResult, derive_notes
 from bench.rows import PostgresCounter, RowCounter, SqliteCounter
 from infra.paths import host_dir
+from infra.procfs import listener_pids
 from infra.topology import Topology
 
 #: Loopback addresses of the SQLite peers (outside every stack's range).

@@ -13,8 +13,8 @@ import subprocess
 import time
 from pathlib import Path
 
+from infra import procfs
 from infra.health import Health, alive, probe
-from infra.ops import processes
 from infra.ops.outcome import OpsError, Outcome
 from infra.ops.select import instances
 from infra.paths import host_dir, supervisor_conf
@@ -120,9 +120,9 @@ def process_list(topology: Topology, service: str, host: str | None = None) -> O
             outcome.fail(f"{svc.name}@{svc.host} has no running process "
                          f"(supervisor state {program_state(topology, svc)})")
             continue
-        for info in processes.tree(pid):
+        for info in procfs.tree(pid):
             outcome.rows.append([svc.host, svc.name, info.pid, info.ppid,
-                                 f"{info.state} ({processes.STATES.get(info.state, '?')})",
+                                 f"{info.state} ({procfs.STATES.get(info.state, '?')})",
                                  info.command[:100]])
             if info.stopped:
                 outcome.fail(f"pid {info.pid} of {svc.name}@{svc.host} is stopped (SIGSTOP "
@@ -162,7 +162,7 @@ def bring_back(topology: Topology, service: Service) -> str:
         return f"host {service.host} was down: started its supervisord (and all its programs)"
     pid = main_pid(topology, service)
     if pid is not None:
-        resumed = processes.resume(processes.tree(pid))
+        resumed = procfs.resume(procfs.tree(pid))
         if resumed:
             # A frozen service usually recovers by itself once continued; a restart
             # would throw away its connections and, for PostgreSQL, force crash recovery.

@@ -19,7 +19,7 @@ import pytest
 from civicpulse_checks import metric_value
 from civicpulse_stack import HOST, free_port, wait_until
 
-from bench.procfs import socket_holders
+from infra.procfs import socket_holders
 
 pytestmark = pytest.mark.slow
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 import aiohttp
 import pytest
 
+from bench.cpu_meter import CpuMeter
 from bench.load import classify_exception, require_loopback
 from bench.options import FULL_NS, QUICK_NS, BenchError, make_options, parse_ns
-from bench.procfs import CpuMeter, parse_stat_cpu, tree_cpu_s
 from bench.rows import like_prefix
 from bench.stats import (
     RATE_LIMITED,
@@ -18,6 +18,7 @@ from bench.stats import (
     percentile,
     system_status,
 )
+from infra.procfs import parse_stat_cpu, tree_cpu_s
 
 # --- arguments -------------------------------------------------------------------------
 

@@ -6,8 +6,9 @@ import dataclasses
 
 import pytest
 
+from infra import procfs
 from infra.health import Health
-from infra.ops import processes, services
+from infra.ops import services
 from infra.topology import load_stack
 
 
@@ -127,19 +128,19 @@ def test_process_tree_from_proc(tmp_path):
     write_proc(tmp_path, 103, 101, "R", "postgres: child of child")
     write_proc(tmp_path, 200, 1, "S", "unrelated")
     (tmp_path / "self").mkdir()
-    tree = processes.tree(100, tmp_path)
+    tree = procfs.tree(100, tmp_path)
     assert [p.pid for p in tree] == [100, 101, 102, 103]
     assert tree[0].command == "/usr/lib/postgresql/15/bin/postgres -D /data"
     assert [p.pid for p in tree if p.stopped] == [101, 102]
-    assert processes.tree(999, tmp_path) == []
+    assert procfs.tree(999, tmp_path) == []
 
 
 def test_resume_continues_only_stopped_processes(monkeypatch):
     sent = []
-    monkeypatch.setattr(processes.os, "kill", lambda pid, sig: sent.append((pid, sig)))
-    infos = [processes.ProcessInfo(1, 0, "S", "a"), processes.ProcessInfo(2, 1, "T", "b")]
-    assert processes.resume(infos) == [2]
-    assert sent == [(2, processes.signal.SIGCONT)]
+    monkeypatch.setattr(procfs.os, "kill", lambda pid, sig: sent.append((pid, sig)))
+    infos = [procfs.ProcInfo(1, 0, "S", "a"), procfs.ProcInfo(2, 1, "T", "b")]
+    assert procfs.resume(infos) == [2]
+    assert sent == [(2, procfs.signal.SIGCONT)]
 
 
 def test_app_probe_needs_the_health_view_and_the_masters_metrics(topology, monkeypatch):
