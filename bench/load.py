@@ -24,8 +24,9 @@ import aiohttp
 
 from bench.options import READ_MIX, REPORT_PATTERN, VARIANTS
 from bench.stats import OK, classify_status
+from infra.app_api import USERS_PATH, create_user_body, recent_user_id, user_path
 
-CREATE_PATH = "/api/users/"
+CREATE_PATH = USERS_PATH
 #: The report's read-then-write ORM create, served only where the benchmark enables it.
 REPORT_PATTERN_PATH = "/api/report-pattern/users/"
 #: The app names the database's lock error here on a 503 (report pattern only).
@@ -121,7 +122,7 @@ class _Run:
 
     async def create(self, session: aiohttp.ClientSession, user: int, seq: int) -> None:
         name = f"{self.spec.prefix}{user}.{seq}"
-        payload = {"username": name, "email": f"{name}@example.org"}
+        payload = create_user_body(name, "example.org")
         start = time.perf_counter()
         try:
             async with session.post(self.create_path, json=payload) as resp:
@@ -140,11 +141,10 @@ class _Run:
                 self.ids.append(json.loads(body)["id"])
 
     async def read(self, session: aiohttp.ClientSession, rng: random.Random) -> None:
-        # Recent users: what a client reads right after creating them.
-        user_id = rng.choice(self.ids[-1000:])
+        user_id = recent_user_id(rng, self.ids)
         start = time.perf_counter()
         try:
-            async with session.get(f"{CREATE_PATH}{user_id}/") as resp:
+            async with session.get(user_path(user_id)) as resp:
                 await resp.read()
                 kind = classify_status(resp.status, 200)
         except Exception as exc:

@@ -27,6 +27,7 @@ from typing import Any
 import httpx
 
 from bench.options import BenchError
+from infra.app_api import HEALTH_PATH
 from infra.catalog import SERVICE_KINDS
 from infra.paths import host_dir
 from infra.topology import Topology
@@ -219,7 +220,7 @@ class SqlitePeer:
             if self.proc is None or self.proc.poll() is not None:
                 raise BenchError(f"{self.name}: gunicorn exited:\n{self.log_tail()}")
             try:
-                resp = httpx.get(f"{self.url}/civicpulse/health/", timeout=2)
+                resp = httpx.get(f"{self.url}{HEALTH_PATH}", timeout=2)
                 if resp.status_code == 200:
                     return
                 last = f"HTTP {resp.status_code}"

@@ -29,9 +29,16 @@ from gameday.clock import Clock
 from gameday.reconcile import WriteRecord
 from gameday.scenario import RequestMix
 from gameday.timeline import RequestSample
+from infra.app_api import (
+    AUDIT_PATH,
+    HEALTH_PATH,
+    USERS_PATH,
+    create_user_body,
+    recent_user_id,
+    user_path,
+)
 
 OPS = ("create_user", "get_user", "list_audit", "health")
-HEALTH_PATH = "/civicpulse/health/"
 
 
 def classify_exception(exc: BaseException) -> tuple[str, str]:
@@ -173,14 +180,14 @@ class LoadGenerator:
                 write = WriteRecord(username=name, request_id=name, started=started)
                 self.writes.append(write)
                 response = await self._client.post(
-                    "/api/users/", json={"username": name, "email": f"{name}@gameday.invalid"},
+                    USERS_PATH, json=create_user_body(name, "gameday.invalid"),
                     headers={"X-Request-ID": name})
             elif op == "get_user":
-                user_id = rng.choice(self._acknowledged_ids[-1000:])
-                response = await self._client.get(f"/api/users/{user_id}/",
+                user_id = recent_user_id(rng, self._acknowledged_ids)
+                response = await self._client.get(user_path(user_id),
                                                   headers={"X-Request-ID": f"{self.prefix}r"})
             elif op == "list_audit":
-                response = await self._client.get("/api/audit/", params={"limit": 20})
+                response = await self._client.get(AUDIT_PATH, params={"limit": 20})
             else:
                 response = await self._client.get(HEALTH_PATH)
         except (httpx.HTTPError, OSError, asyncio.CancelledError) as exc:
