@@ -1,10 +1,13 @@
-"""Small dependency-free SVG line charts (log-scaled N on x) for the report."""
+"""Small dependency-free SVG line charts (log-scaled N on x) for the report (the SVG
+elements themselves: `monitoring.svg`, shared with the GameDay report)."""
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
 from html import escape
+
+from monitoring.svg import polyline, svg_open
 
 WIDTH, HEIGHT = 720, 400
 LEFT, RIGHT, TOP, BOTTOM = 70, 190, 40, 50
@@ -75,8 +78,7 @@ def line_chart(title: str, x_label: str, y_label: str, series: list[Series],
     def tx(x: float) -> float:
         return LEFT + plot_w * (math.log10(x) - x_lo) / (x_hi - x_lo)
 
-    out = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{WIDTH}" height="{HEIGHT}" '
-           f'viewBox="0 0 {WIDTH} {HEIGHT}" font-family="sans-serif" font-size="12">',
+    out = [svg_open(WIDTH, HEIGHT, font_size=12),
            f'<rect width="{WIDTH}" height="{HEIGHT}" fill="white"/>',
            f'<text x="{WIDTH / 2}" y="22" text-anchor="middle" font-size="15" '
            f'font-weight="bold">{escape(title)}</text>']
@@ -106,9 +108,8 @@ def line_chart(title: str, x_label: str, y_label: str, series: list[Series],
         pts = [(x, y) for x, y in s.points if y is not None and x > 0]
         dash = ' stroke-dasharray="7,4"' if s.dashed else ""
         if pts:
-            coords = " ".join(f"{tx(x):.1f},{ty(y):.1f}" for x, y in pts)
-            out.append(f'<polyline points="{coords}" fill="none" stroke="{s.color}" '
-                       f'stroke-width="2"{dash}/>')
+            out.append(polyline([(tx(x), ty(y)) for x, y in pts], s.color, 2,
+                                "7,4" if s.dashed else None))
             out.extend(f'<circle cx="{tx(x):.1f}" cy="{ty(y):.1f}" r="3" fill="{s.color}"/>'
                        for x, y in pts)
         lx = LEFT + plot_w + 12

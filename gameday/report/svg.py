@@ -2,13 +2,16 @@
 
 A timeline chart per scenario (success rate and p99 latency per second, the fault
 window shaded, the timeline's events as labelled markers) and a concurrency chart
-(success rate and p99 per number of concurrent users).
+(success rate and p99 per number of concurrent users). The SVG elements
+themselves are `monitoring.svg`, shared with the benchmark's report.
 """
 
 from __future__ import annotations
 
 from html import escape
 from typing import Any
+
+from monitoring.svg import polyline, svg_open
 
 WIDTH, PANEL_H, MARGIN_L, MARGIN_R, MARGIN_T = 860, 150, 56, 20, 18
 EVENT_COLOURS = {
@@ -23,12 +26,9 @@ def _x(t: float, t_max: float) -> float:
     return MARGIN_L + (WIDTH - MARGIN_L - MARGIN_R) * (t / t_max if t_max else 0)
 
 
-def _polyline(points: list[tuple[float, float]], colour: str, width: float = 1.6) -> str:
-    if len(points) < 2:
-        return ""
-    pts = " ".join(f"{x:.1f},{y:.1f}" for x, y in points)
-    return (f'<polyline fill="none" stroke="{colour}" stroke-width="{width}" '
-            f'points="{pts}"/>')
+def _line(points: list[tuple[float, float]], colour: str) -> str:
+    # One point is not a line: the timeline marks a lone second with a dot instead.
+    return polyline(points, colour, 1.6) if len(points) >= 2 else ""
 
 
 def _axis(y0: float, height: float, label: str, ticks: list[tuple[float, str]],
@@ -66,8 +66,7 @@ def timeline_chart(series: list[dict[str, Any]], events: list[dict[str, Any]],
     t_max = max(1.0, float(series[-1]["t"]) + 1)
     top, bottom = MARGIN_T, MARGIN_T + PANEL_H + 30
     height = bottom + PANEL_H + 40
-    parts = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{WIDTH}" height="{height}" '
-             f'viewBox="0 0 {WIDTH} {height}" font-family="sans-serif">']
+    parts = [svg_open(WIDTH, height)]
     p99s = [row["p99_ms"] for row in series if row.get("p99_ms") is not None]
     p_top = _nice_ceiling(max(p99s) if p99s else 1.0)
     parts += _axis(top, PANEL_H, "success", [(0, "0%"), (0.5, "50%"), (1, "100%")], t_max)
@@ -88,12 +87,12 @@ def timeline_chart(series: list[dict[str, Any]], events: list[dict[str, Any]],
             continue
         rate = row["ok"] / row["requests"]
         segments[-1].append((_x(row["t"] + 0.5, t_max), top + PANEL_H - rate * PANEL_H))
-    parts += [_polyline(seg, "#1f77b4") for seg in segments if len(seg) > 1]
+    parts += [_line(seg, "#1f77b4") for seg in segments if len(seg) > 1]
     parts += [f'<circle cx="{seg[0][0]:.1f}" cy="{seg[0][1]:.1f}" r="1.5" fill="#1f77b4"/>'
               for seg in segments if len(seg) == 1]
     points = [(_x(row["t"] + 0.5, t_max), bottom + PANEL_H - (row["p99_ms"] / p_top) * PANEL_H)
               for row in series if row.get("p99_ms") is not None]
-    parts.append(_polyline(points, "#ff7f0e"))
+    parts.append(_line(points, "#ff7f0e"))
     parts += _event_markers(events, t_max, top, bottom + PANEL_H)
     parts.append("</svg>")
     return "".join(parts)
@@ -152,8 +151,7 @@ def concurrency_chart(rows: list[dict[str, Any]]) -> str:
     inner = WIDTH - MARGIN_L - MARGIN_R
     bar_w = max(8.0, inner / max(n, 1) * 0.5)
     p_top = _nice_ceiling(max((r["p99_ms"] or 0) for r in rows) or 1)
-    parts = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{WIDTH}" height="{height}" '
-             f'viewBox="0 0 {WIDTH} {height}" font-family="sans-serif">',
+    parts = [svg_open(WIDTH, height),
              f'<rect x="{MARGIN_L}" y="{MARGIN_T}" width="{inner}" height="{PANEL_H}" '
              'fill="#fafafa" stroke="#ccc"/>',
              f'<text x="6" y="{MARGIN_T + 12}" font-size="11">success</text>',
