@@ -18,7 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError
 from gameday.fault_parameters import INSTANTANEOUS, PARAMETERS, FaultKindName, Params
 from infra.catalog import SERVICE_KINDS
 from infra.topology import REPO_ROOT, Topology
-from infra.yaml_source import ConfigError, YamlDocument, load_yaml, validation_problems
+from infra.yaml_source import ConfigError, YamlDocument, load_yaml, validate_document
 
 SCENARIOS_DIR = Path(__file__).resolve().parent / "scenarios"
 RUNBOOK_STEPS = ("diagnose", "mitigate", "verify")
@@ -254,13 +254,8 @@ def summarize(scenario: Scenario) -> ScenarioSummary:
 
 def parse_scenario(doc: YamlDocument) -> Scenario:
     """Validate one loaded document; raise ConfigError with every problem found."""
-    if not isinstance(doc.data, dict):
-        raise ConfigError([f"{doc.path}: a scenario must be a mapping with id, title, "
-                           "hypothesis, steady_state, fault and recovery"])
-    try:
-        scenario = Scenario.model_validate(doc.data)
-    except ValidationError as exc:
-        raise ConfigError(validation_problems(doc, exc)) from None
+    scenario = validate_document(doc, Scenario, "a scenario must be a mapping with id, "
+                                 "title, hypothesis, steady_state, fault and recovery")
     scenario._doc = doc
     problems = _schema_problems(scenario, doc)
     if problems:

@@ -13,10 +13,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from infra.catalog import REQUIRED_SINGLETONS, SERVICE_KINDS, ServiceKind
-from infra.yaml_source import ConfigError, YamlDocument, load_yaml, validation_problems
+from infra.yaml_source import ConfigError, YamlDocument, load_yaml, validate_document
 
 STACKS_DIR = Path(__file__).resolve().parent / "stacks"
 REPO_ROOT = STACKS_DIR.parent.parent
@@ -286,13 +286,8 @@ def load_stack(name_or_path: str | Path) -> Topology:
 
 
 def parse_stack(doc: YamlDocument) -> Topology:
-    if not isinstance(doc.data, dict):
-        raise ConfigError([f"{doc.path}: the stack config must be a mapping with 'stack' "
-                           "and 'hosts'"])
-    try:
-        raw = StackFile.model_validate(doc.data)
-    except ValidationError as exc:
-        raise ConfigError(validation_problems(doc, exc)) from None
+    raw = validate_document(doc, StackFile,
+                            "the stack config must be a mapping with 'stack' and 'hosts'")
     problems: list[str] = []
     hosts = []
     seen_addresses: dict[str, str] = {}

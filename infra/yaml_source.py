@@ -10,10 +10,12 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import yaml
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
+
+Model = TypeVar("Model", bound=BaseModel)
 
 
 class ConfigError(Exception):
@@ -92,3 +94,14 @@ def validation_problems(doc: YamlDocument, exc: ValidationError) -> list[str]:
             msg = "unknown field"
         problems.append(f"{doc.where(loc)}: {msg}")
     return problems
+
+
+def validate_document(doc: YamlDocument, model: type[Model], not_a_mapping: str) -> Model:
+    """`doc` validated as `model`, or ConfigError naming file, line and field of every
+    problem; `not_a_mapping` says what the file must hold when it is not a mapping."""
+    if not isinstance(doc.data, dict):
+        raise ConfigError([f"{doc.path}: {not_a_mapping}"])
+    try:
+        return model.model_validate(doc.data)
+    except ValidationError as exc:
+        raise ConfigError(validation_problems(doc, exc)) from None

@@ -87,39 +87,38 @@ def test_data_volume_too_small_is_refused(tmp_path):
     assert "sizing.postgresql.data_volume_mb" in msg
 
 
-def test_address_outside_loopback(tmp_path):
-    msg = errors_for(tmp_path, lambda d: d["hosts"]["db"].update(address="10.0.0.5"))
-    assert "hosts.db.address" in msg and "outside 127.0.0.0/8" in msg
+# One mistake in the lab stack and the words its error must contain.
+BAD_STACKS = {
+    "address outside loopback": (lambda d: d["hosts"]["db"].update(address="10.0.0.5"),
+                                 ["hosts.db.address", "outside 127.0.0.0/8"]),
+    "address not an IP": (lambda d: d["hosts"]["db"].update(address="db.local"),
+                          ["hosts.db.address", "not an IP address"]),
+    "no host for a required service": (lambda d: d["hosts"].pop("db"),
+                                       ["no host runs postgresql"]),
+    "bad size": (lambda d: d["sizing"]["app"].update(workers=0),
+                 ["sizing.app.workers", "greater than or equal to 1"]),
+    "unknown field": (lambda d: d["sizing"]["redis"].update(maxmemory="1gb"),
+                      ["sizing.redis.maxmemory", "unknown field"]),
+    "duplicate address": (lambda d: d["hosts"]["app2"].update(address="127.0.10.21"),
+                          ["hosts.app2.address", "already host 'app1'"]),
+    "singleton service twice": (lambda d: d["hosts"]["app2"]["services"].append("redis"),
+                                ["redis runs on 2 hosts"]),
+}
 
 
-def test_address_not_an_ip(tmp_path):
-    msg = errors_for(tmp_path, lambda d: d["hosts"]["db"].update(address="db.local"))
-    assert "hosts.db.address" in msg and "not an IP address" in msg
+@pytest.mark.parametrize("case", BAD_STACKS)
+def test_a_bad_stack_is_refused_with_the_field_and_the_problem(tmp_path, case):
+    mutate, expected = BAD_STACKS[case]
+    msg = errors_for(tmp_path, mutate)
+    for words in expected:
+        assert words in msg
 
 
-def test_missing_host_for_a_required_service(tmp_path):
-    msg = errors_for(tmp_path, lambda d: d["hosts"].pop("db"))
-    assert "no host runs postgresql" in msg
-
-
-def test_bad_size(tmp_path):
-    msg = errors_for(tmp_path, lambda d: d["sizing"]["app"].update(workers=0))
-    assert "sizing.app.workers" in msg and "greater than or equal to 1" in msg
-
-
-def test_unknown_field(tmp_path):
-    msg = errors_for(tmp_path, lambda d: d["sizing"]["redis"].update(maxmemory="1gb"))
-    assert "sizing.redis.maxmemory" in msg and "unknown field" in msg
-
-
-def test_duplicate_address(tmp_path):
-    msg = errors_for(tmp_path, lambda d: d["hosts"]["app2"].update(address="127.0.10.21"))
-    assert "hosts.app2.address" in msg and "already host 'app1'" in msg
-
-
-def test_singleton_service_twice(tmp_path):
-    msg = errors_for(tmp_path, lambda d: d["hosts"]["app2"]["services"].append("redis"))
-    assert "redis runs on 2 hosts" in msg
+def test_a_stack_file_that_is_not_a_mapping_says_what_it_must_hold(tmp_path):
+    path = tmp_path / "stack.yaml"
+    path.write_text("- just\n- a list\n")
+    with pytest.raises(ConfigError, match="must be a mapping with 'stack' and 'hosts'"):
+        load_stack(path)
 
 
 def test_every_problem_is_reported_at_once(tmp_path):

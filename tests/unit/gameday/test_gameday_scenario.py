@@ -130,6 +130,12 @@ def test_invalid_yaml_names_the_line(write_scenario):
     assert "not valid YAML" in problem
 
 
+def test_a_file_that_is_not_a_mapping_says_what_a_scenario_holds(write_scenario):
+    path = write_scenario("list", "- id: list\n")
+    assert _problems(path) == [f"{path}: a scenario must be a mapping with id, title, "
+                               "hypothesis, steady_state, fault and recovery"]
+
+
 def test_catalog_reports_every_bad_file_and_runs_nothing(write_scenario, good_scenario_text,
                                                         topology, tmp_path):
     write_scenario("ok", good_scenario_text.format(id="ok"))
