@@ -66,3 +66,10 @@ def redis_client(topology: Topology, service: Service, timeout_s: float) -> redi
                        password=stack_secret(topology, "redis"),
                        socket_timeout=timeout_s, socket_connect_timeout=timeout_s,
                        retry=Retry(NoBackoff(), 0))
+
+
+def first_line(exc: BaseException) -> str:
+    """What a failed connection says, in one line: psycopg's messages run on with
+    DETAIL and HINT lines that would break a table cell or a one-line error."""
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else repr(exc)

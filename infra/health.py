@@ -16,7 +16,7 @@ import httpx
 import psycopg
 import redis
 
-from infra.connections import APP, Role, pg_conninfo, redis_client
+from infra.connections import APP, Role, first_line, pg_conninfo, redis_client
 from infra.topology import Service, Topology
 
 PROBE_TIMEOUT_S = 2.0
@@ -53,7 +53,7 @@ def _sql(topology: Topology, service: Service, role: Role, dbname: str) -> Healt
             conn.execute("SELECT 1")
         return Health(True, f"SELECT 1 as {role.user}")
     except (psycopg.Error, OSError) as exc:
-        return Health(False, str(exc).strip().splitlines()[0] if str(exc).strip() else repr(exc))
+        return Health(False, first_line(exc))
 
 
 def _redis(topology: Topology, service: Service) -> Health:

@@ -11,8 +11,9 @@ from __future__ import annotations
 import psycopg
 from psycopg import ClientCursor
 
-from infra.connections import PGBOUNCER_STATS, pg_conninfo
-from infra.ops.outcome import OpsError, Outcome, unreadable_secret
+from infra.connections import PGBOUNCER_STATS, first_line
+from infra.ops.outcome import OpsError, Outcome
+from infra.ops.postgresql import role_conninfo
 from infra.ops.select import one_instance
 from infra.topology import Topology
 
@@ -29,21 +30,17 @@ def show(topology: Topology, view: str = "pools", host: str | None = None,
     if view not in VIEWS:
         raise OpsError(f"--show must be one of {', '.join(VIEWS)}, not {view!r}")
     svc = one_instance(topology, "pgbouncer", host)
-    try:
-        info = pg_conninfo(topology, svc, PGBOUNCER_STATS, dbname="pgbouncer",
-                           connect_timeout=timeout_s)
-    except OSError as exc:
-        raise unreadable_secret(topology, PGBOUNCER_STATS.secret, exc) from None
+    info = role_conninfo(topology, svc, PGBOUNCER_STATS, dbname="pgbouncer",
+                         connect_timeout=timeout_s)
     try:
         with psycopg.connect(**info, autocommit=True, cursor_factory=ClientCursor) as conn:
             cur = conn.execute(f"SHOW {view.upper()}")
             names = [d.name for d in cur.description or []]
             rows = cur.fetchall()
     except psycopg.Error as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else repr(exc)
         outcome = Outcome(title=f"PgBouncer {svc.endpoint}")
         outcome.fail(f"cannot query PgBouncer's admin console at {svc.endpoint} on "
-                     f"{svc.host}: {first}")
+                     f"{svc.host}: {first_line(exc)}")
         return outcome
     keep = [i for i, n in enumerate(names) if view != "pools" or n in POOL_COLUMNS]
     outcome = Outcome(title=f"SHOW {view.upper()} on PgBouncer {svc.host} ({svc.endpoint})",

@@ -13,10 +13,10 @@ from typing import Any
 
 import psycopg
 
-from infra.connections import SUPERUSER, pg_conninfo
+from infra.connections import SUPERUSER, Role, first_line, pg_conninfo
 from infra.ops.outcome import OpsError, Outcome, unreadable_secret
 from infra.ops.select import one_instance
-from infra.topology import Topology
+from infra.topology import Service, Topology
 
 #: Which sessions `kill-idle-tx --state` may end.
 STATES = {
@@ -42,20 +42,26 @@ SELECT coalesce(state, '(none)'), count(*),
 """
 
 
+def role_conninfo(topology: Topology, service: Service, role: Role,
+                  **params: Any) -> dict[str, Any]:
+    """psycopg's connection parameters for `role` (PostgreSQL or PgBouncer's console),
+    or the ops error saying its secret cannot be read."""
+    try:
+        return pg_conninfo(topology, service, role, **params)
+    except OSError as exc:
+        raise unreadable_secret(topology, role.secret, exc) from None
+
+
 def connect(topology: Topology, timeout_s: int = 3) -> psycopg.Connection[Any]:
     svc = one_instance(topology, "postgresql")
-    try:
-        info = pg_conninfo(topology, svc, SUPERUSER, application_name="infra.ops",
-                           connect_timeout=timeout_s)
-    except OSError as exc:
-        raise unreadable_secret(topology, SUPERUSER.secret, exc) from None
+    info = role_conninfo(topology, svc, SUPERUSER, application_name="infra.ops",
+                         connect_timeout=timeout_s)
     try:
         return psycopg.connect(**info, autocommit=True)
     except psycopg.Error as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else repr(exc)
         raise OpsError(f"cannot connect to PostgreSQL at {svc.endpoint} on {svc.host} as "
-                       f"{SUPERUSER.user}: {first}; is it up? (python -m infra.ops status --stack "
-                       f"{topology.stack} --service postgresql)") from None
+                       f"{SUPERUSER.user}: {first_line(exc)}; is it up? (python -m infra.ops "
+                       f"status --stack {topology.stack} --service postgresql)") from None
 
 
 def activity(topology: Topology, limit: int = 20) -> Outcome:

@@ -181,3 +181,18 @@ def test_app_probe_needs_the_health_view_and_the_masters_metrics(topology, monke
     node = topology.one("node_exporter")
     asked.clear()
     assert health.probe(topology, node).ok and asked == [f"http://{node.endpoint}/metrics"]
+
+
+def test_database_commands_share_the_secret_error_and_the_one_line_error(topology):
+    # PostgreSQL's session commands and PgBouncer's console both log in through
+    # role_conninfo: a secret that cannot be read is the same ops error for both.
+    from infra.connections import PGBOUNCER_STATS, SUPERUSER, first_line
+    from infra.ops.outcome import OpsError
+    from infra.ops.postgresql import role_conninfo
+
+    for role, kind in ((SUPERUSER, "postgresql"), (PGBOUNCER_STATS, "pgbouncer")):
+        with pytest.raises(OpsError, match=f"cannot read the {role.secret} secret of stack "
+                                           f"{topology.stack}"):
+            role_conninfo(topology, topology.one(kind), role)
+    assert first_line(RuntimeError("refused\nDETAIL: more\nHINT: x")) == "refused"
+    assert first_line(RuntimeError("  ")) == "RuntimeError('  ')"
