@@ -2,50 +2,38 @@
 
 from __future__ import annotations
 
-import json
 import threading
 import time
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import ThreadingHTTPServer
 
 import pytest
+from fake_http import JsonHandler
 
 from bench.load import LoadSpec, run_load
 
 
-class FakeApp(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
+class FakeApp(JsonHandler):
     seen: list[str] = []
     lock = threading.Lock()
     delay_s = 0.0
 
-    def _send(self, status: int, body: dict) -> None:
-        data = json.dumps(body).encode()
-        self.send_response(status)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
-
     def do_POST(self) -> None:  # noqa: N802 - http.server's naming
-        body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+        body = self.read_json()
         if FakeApp.delay_s:
             time.sleep(FakeApp.delay_s)
         with FakeApp.lock:
             FakeApp.seen.append(body["username"])
             count = len(FakeApp.seen)
         if count % 5 == 0:
-            self._send(429, {"error": "rate limited"})
+            self.send_json(429, {"error": "rate limited"})
         elif count % 7 == 0:
-            self._send(503, {"error": "database unavailable"})
+            self.send_json(503, {"error": "database unavailable"})
         else:
-            self._send(201, {"id": count, "username": body["username"]})
+            self.send_json(201, {"id": count, "username": body["username"]})
 
     def do_GET(self) -> None:  # noqa: N802
-        self._send(200 if self.path.startswith("/api/users/") else 404, {})
-
-    def log_message(self, *args: object) -> None:
-        pass
+        self.send_json(200 if self.path.startswith("/api/users/") else 404, {})
 
 
 @pytest.fixture

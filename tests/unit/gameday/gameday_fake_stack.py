@@ -9,7 +9,6 @@ of the reconciliation is replaced (by the fake app's own tables).
 
 from __future__ import annotations
 
-import json
 import re
 import textwrap
 import threading
@@ -19,6 +18,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import httpx
+from fake_http import JsonHandler
 from gameday_fakes import FakeTarget
 
 from gameday.reconcile import AuditRow, UserRow
@@ -46,48 +46,35 @@ class FakeState:
 
 
 def _handler(state: FakeState, role: str) -> type[BaseHTTPRequestHandler]:
-    class Handler(BaseHTTPRequestHandler):
-        protocol_version = "HTTP/1.1"
-
-        def log_message(self, *args: object) -> None:
-            pass
-
-        def _json(self, status: int, body: object) -> None:
-            data = json.dumps(body).encode()
-            self.send_response(status)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(data)))
-            self.end_headers()
-            self.wfile.write(data)
-
+    class Handler(JsonHandler):
         def do_GET(self) -> None:  # noqa: N802
             if role == "app":
                 if self.path.startswith("/civicpulse/health/"):
                     if not state.healthy:
-                        return self._json(503, {"status": "down"})
-                    return self._json(200, {"status": "degraded" if state.redis_down
+                        return self.send_json(503, {"status": "down"})
+                    return self.send_json(200, {"status": "degraded" if state.redis_down
                                             else "ok"})
                 if re.match(r"^/api/users/\d+/$", self.path):
-                    return self._json(200, {"id": 1})
+                    return self.send_json(200, {"id": 1})
                 if self.path.startswith("/api/audit/"):
-                    return self._json(200, {"events": [], "next_after": 0})
-                return self._json(404, {})
+                    return self.send_json(200, {"events": [], "next_after": 0})
+                return self.send_json(404, {})
             if self.path.startswith("/api/v1/alerts"):
                 alerts = [{"labels": {"alertname": "Watchdog"}, "state": "firing"}]
                 if state.redis_down:
                     alerts.append({"labels": {"alertname": "RedisDown", "host": "cache"},
                                    "state": "firing"})
-                return self._json(200, {"status": "success", "data": {"alerts": alerts}})
+                return self.send_json(200, {"status": "success", "data": {"alerts": alerts}})
             if self.path.startswith("/api/v1/rules"):
                 rules = [{"name": n, "type": "alerting"} for n in ("Watchdog", "RedisDown")]
-                return self._json(200, {"data": {"groups": [{"rules": rules}]}})
+                return self.send_json(200, {"data": {"groups": [{"rules": rules}]}})
             if self.path.startswith("/api/v1/query"):
-                return self._json(200, {"data": {"resultType": "vector", "result": [
+                return self.send_json(200, {"data": {"resultType": "vector", "result": [
                     {"value": [0, "0"]}]}})
-            return self._json(404, {})
+            return self.send_json(404, {})
 
         def do_POST(self) -> None:  # noqa: N802
-            body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+            body = self.read_json()
             name = body["username"]
             with state.lock:
                 user_id = 1000 + len(state.users) + 1
@@ -96,7 +83,7 @@ def _handler(state: FakeState, role: str) -> type[BaseHTTPRequestHandler]:
                     state.audit.append((len(state.audit) + 1, "user.created", user_id,
                                         self.headers["X-Request-ID"]))
             time.sleep(0.002)
-            return self._json(201, {"id": user_id, **body})
+            return self.send_json(201, {"id": user_id, **body})
 
     return Handler
 
