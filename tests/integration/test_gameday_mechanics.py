@@ -133,20 +133,22 @@ def probe(address: str, port: int, n: int = 3, as_user: str | None = None,
     return int(ok), int(failed), float(median)
 
 
-@pytest.fixture
-def redis_like(mech_topology):
-    server = echo_server(f"{NET}.41", 16379)
-    yield mech_topology.one("redis")
+def _echo_standing_in_for(topology, kind: str, address: str, port: int):
+    """An echo server where the service `kind` listens; yields that service."""
+    server = echo_server(address, port)
+    yield topology.one(kind)
     server.kill()
     server.wait()
+
+
+@pytest.fixture
+def redis_like(mech_topology):
+    yield from _echo_standing_in_for(mech_topology, "redis", f"{NET}.41", 16379)
 
 
 @pytest.fixture
 def pgbouncer_like(mech_topology):
-    server = echo_server(f"{NET}.31", 16432)
-    yield mech_topology.one("pgbouncer")
-    server.kill()
-    server.wait()
+    yield from _echo_standing_in_for(mech_topology, "pgbouncer", f"{NET}.31", 16432)
 
 
 def make_fault(topology, target, kind, service, duration=30, **params):
