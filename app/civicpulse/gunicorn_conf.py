@@ -23,6 +23,7 @@ from typing import Any
 from gunicorn.glogging import Logger
 
 from civicpulse.config import get_config
+from civicpulse.jsonlog import json_formatters, json_stream_handler
 
 _cfg = get_config()
 _g = _cfg.gunicorn
@@ -66,12 +67,10 @@ raw_env = ["DJANGO_SETTINGS_MODULE=civicpulse.settings"]
 logconfig_dict: dict[str, Any] = {
     "version": 1,
     "disable_existing_loggers": False,
-    "formatters": {"json": {"()": "civicpulse.jsonlog.JsonFormatter"}},
+    "formatters": json_formatters(),
     "handlers": {
-        "error_console": {"class": "logging.StreamHandler", "stream": "ext://sys.stderr",
-                          "formatter": "json"},
-        "console": {"class": "logging.StreamHandler", "stream": "ext://sys.stdout",
-                    "formatter": "json"},
+        "error_console": json_stream_handler("ext://sys.stderr"),
+        "console": json_stream_handler("ext://sys.stdout"),
     },
     "loggers": {
         "gunicorn.error": {"handlers": ["error_console"], "level": _cfg.log_level,

@@ -29,3 +29,15 @@ class JsonFormatter(logging.Formatter):
         if record.exc_info:
             entry["exc_info"] = self.formatException(record.exc_info)
         return json.dumps(entry, default=str)
+
+
+# The dictConfig pieces that make a process log like the app: Gunicorn's master and
+# workers (gunicorn_conf.logconfig_dict) and Django (settings.LOGGING). Functions, not
+# constants: dictConfig pops and replaces entries of what it is given.
+def json_formatters() -> dict[str, dict[str, str]]:
+    return {"json": {"()": "civicpulse.jsonlog.JsonFormatter"}}
+
+
+def json_stream_handler(stream: str) -> dict[str, str]:
+    """A handler writing JSON lines to `stream` (`ext://sys.stdout` or `ext://sys.stderr`)."""
+    return {"class": "logging.StreamHandler", "stream": stream, "formatter": "json"}

@@ -6,6 +6,7 @@ from typing import Any
 
 from civicpulse.config import get_config
 from civicpulse.database import django_database
+from civicpulse.jsonlog import json_formatters, json_stream_handler
 
 CONFIG = get_config()
 
@@ -37,11 +38,8 @@ DATABASES = {"default": django_database(CONFIG.database)}
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "formatters": {"json": {"()": "civicpulse.jsonlog.JsonFormatter"}},
-    "handlers": {
-        "stdout": {"class": "logging.StreamHandler", "stream": "ext://sys.stdout",
-                   "formatter": "json"},
-    },
+    "formatters": json_formatters(),
+    "handlers": {"stdout": json_stream_handler("ext://sys.stdout")},
     "root": {"handlers": ["stdout"], "level": CONFIG.log_level},
     "loggers": {
         # Django's own request logger repeats what the access log line already says.
