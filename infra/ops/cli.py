@@ -20,7 +20,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from infra.ops import cache, disk, drain, pgbouncer, postgresql, prometheus, services
-from infra.ops.outcome import OpsError, Outcome, redact, render, stack_secret_values
+from infra.ops.console import render
+from infra.ops.outcome import OpsError, Outcome, redact, stack_secret_values
 from infra.ops.stacks import resolve_stack
 from infra.runbook_env import runbook_env
 from infra.topology import Topology

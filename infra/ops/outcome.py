@@ -1,21 +1,17 @@
-"""What an operational command returns, and how it is shown.
+"""What an operational command returns.
 
 A command returns an `Outcome`: a verdict (`ok`), an optional table and notes in
-plain words. The CLI prints it as a table (for the human on call) or as JSON
-(`--json`, for scripts); the exit status is the verdict, so a runbook's verify
-step needs no output parsing. Every string shown goes through `redact` first.
+plain words. The CLI prints it (`infra.ops.console`) as a table (for the human on
+call) or as JSON (`--json`, for scripts); the exit status is the verdict, so a
+runbook's verify step needs no output parsing. Every string shown goes through
+`redact` first.
 """
 
 from __future__ import annotations
 
-import json
-import sys
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import IO, Any
-
-from rich.console import Console
-from rich.table import Table
+from typing import Any
 
 from infra.paths import secrets_dir
 from infra.secrets import SECRET_NAMES
@@ -76,37 +72,3 @@ def redact(text: str, secrets: Iterable[str]) -> str:
     for value in secrets:
         text = text.replace(value, REDACTED)
     return text
-
-
-def _cell(value: Any) -> str:
-    if value is None:
-        return ""
-    if isinstance(value, float):
-        return f"{value:.3g}" if abs(value) < 1000 else f"{value:.0f}"
-    return str(value)
-
-
-def render(outcome: Outcome, secrets: Iterable[str], as_json: bool = False,
-           stream: IO[str] | None = None) -> None:
-    """Print an outcome (table and notes, or JSON) with the secrets masked."""
-    secrets = list(secrets)
-    out = stream or sys.stdout
-    # Captured output (runbook runner, pipes) gets room for the wide tables.
-    width = None if out.isatty() else 160
-    console = Console(file=out, soft_wrap=True, highlight=False, width=width)
-    if as_json:
-        text = json.dumps(outcome.to_dict(), indent=2, default=str)
-        console.print(redact(text, secrets), markup=False)
-        return
-    if outcome.columns and outcome.rows:
-        table = Table(title=redact(outcome.title, secrets) or None, title_justify="left")
-        for column in outcome.columns:
-            table.add_column(column, overflow="fold")
-        for row in outcome.rows:
-            table.add_row(*(redact(_cell(v), secrets) for v in row))
-        console.print(table)
-    elif outcome.title:
-        console.print(redact(outcome.title, secrets), markup=False)
-    for note in outcome.notes:
-        console.print(redact(note, secrets), markup=False)
-

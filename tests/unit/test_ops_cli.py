@@ -9,7 +9,8 @@ import json
 import pytest
 
 from infra.ops import cli
-from infra.ops.outcome import OpsError, Outcome, redact, render, stack_secret_values
+from infra.ops.console import render
+from infra.ops.outcome import OpsError, Outcome, redact, stack_secret_values
 from infra.ops.select import instances, one_instance
 from infra.ops.stacks import resolve_stack
 from infra.topology import load_stack
