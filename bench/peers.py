@@ -27,6 +27,7 @@ from typing import Any
 import httpx
 
 from bench.options import BenchError
+from infra import procfs
 from infra.app_api import HEALTH_PATH
 from infra.catalog import SERVICE_KINDS
 from infra.paths import host_dir
@@ -294,11 +295,7 @@ def reap_stale_peers() -> list[Path]:
             continue
         if _alive(owner):
             continue
-        try:
-            environ = Path(f"/proc/{gunicorn}/environ").read_bytes().decode(errors="replace")
-        except OSError:
-            environ = ""  # gone already
-        if f"CIVICPULSE_CONFIG={workdir}/" in environ:
+        if f"CIVICPULSE_CONFIG={workdir}/" in procfs.environ(gunicorn):  # '' if gone
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(gunicorn, signal.SIGTERM)
         shutil.rmtree(workdir, ignore_errors=True)

@@ -158,6 +158,15 @@ def cmdline(pid: int, proc: Path = PROC) -> str:
         return ""
 
 
+def environ(pid: int, proc: Path = PROC) -> str:
+    """The process's environment as it was at exec (NUL-separated `KEY=value`), or ''
+    when it is gone or not ours to read."""
+    try:
+        return (proc / str(pid) / "environ").read_bytes().decode(errors="replace")
+    except OSError:
+        return ""
+
+
 def execed_away_from_parent(pid: int, proc: Path = PROC) -> bool:
     """Whether a forked child has exec'd its own program (its cmdline left its parent's).
 
