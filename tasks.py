@@ -196,18 +196,22 @@ def verify(c: Context, stack: str = "lab", junit: str = "") -> None:
         raise Exit(f"verify failed (pytest exit {result.returncode})", code=1)
 
 
-@task(help={"stack": "stack name or path", "quick": "N = 1, 20, 200 at 3 s, write path only",
+@task(help={"stack": "stack name or path",
+            "quick": "N = 1, 20, 200 at 3 s (the report's pattern at 1 and 20), no read mix",
             "ns": "comma-separated user counts, e.g. 1,5,20",
-            "duration": "seconds per point", "no_bounds": "skip pgbench and wrk"})
+            "duration": "seconds per point", "no_bounds": "skip pgbench and wrk",
+            "patterns": "comma-separated: write, report-pattern, read-mix (default: all)"})
 def bench(c: Context, stack: str = "lab", quick: bool = False, ns: str = "",
-          duration: float = 0.0, no_bounds: bool = False) -> None:
-    """The report's concurrency table redone: the stack vs SQLite default and tuned."""
+          duration: float = 0.0, no_bounds: bool = False, patterns: str = "") -> None:
+    """The report's concurrency table redone: its own write pattern and the API's, on
+    the stack vs SQLite (Django's defaults, tuned, tuned and durable)."""
     from bench import BenchError, default_out_dir, run_bench
 
     try:
         result = run_bench(_topology(stack), quick=quick, ns=ns or None,
                            duration_s=duration or None,
                            out_dir=default_out_dir(REPO / "reports"), console=console,
+                           variants=patterns.split(",") if patterns else None,
                            bounds=not no_bounds)
     except BenchError as exc:
         raise Exit(f"bench: {exc}", code=2) from None

@@ -18,10 +18,11 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
     parser.add_argument("--stack", default="lab", help="stack name or path to a stack file")
     parser.add_argument("--quick", action="store_true",
-                        help="N = 1, 20, 200 at 3 s per point, write path only")
+                        help="N = 1, 20, 200 at 3 s per point (the report's pattern at 1 "
+                             "and 20), no read mix")
     parser.add_argument("--ns", help="comma-separated user counts, e.g. 1,5,20")
     parser.add_argument("--duration", type=float, help="seconds per point")
-    parser.add_argument("--variants", help=f"comma-separated: {', '.join(VARIANTS)}")
+    parser.add_argument("--patterns", help=f"comma-separated: {', '.join(VARIANTS)}")
     parser.add_argument("--max-requests", type=int, help="upper bound per point")
     parser.add_argument("--no-bounds", action="store_true", help="skip pgbench and wrk")
     parser.add_argument("--out", help="output directory (default reports/bench-<timestamp>)")
@@ -32,7 +33,7 @@ def main(argv: list[str] | None = None) -> int:
         result = run_bench(
             topology, quick=args.quick, ns=args.ns, duration_s=args.duration,
             out_dir=Path(args.out) if args.out else default_out_dir(REPO_ROOT / "reports"),
-            console=console, variants=args.variants.split(",") if args.variants else None,
+            console=console, variants=args.patterns.split(",") if args.patterns else None,
             max_requests=args.max_requests, bounds=not args.no_bounds)
     except (BenchError, ConfigError) as exc:
         console.print(f"[red]bench: {exc}[/]")

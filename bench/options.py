@@ -103,7 +103,7 @@ def make_options(quick: bool = False, ns: str | Iterable[int] | None = None,
         (WRITE, REPORT_PATTERN) if quick else VARIANTS)
     unknown = [v for v in chosen_variants if v not in VARIANTS]
     if unknown or not chosen_variants:
-        raise BenchError(f"--variants: known variants are {', '.join(VARIANTS)}; got "
+        raise BenchError(f"--patterns: known patterns are {', '.join(VARIANTS)}; got "
                          f"{', '.join(unknown) or 'none'}")
     if max_requests is None:
         max_requests = 10_000 if quick else 30_000

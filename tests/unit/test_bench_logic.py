@@ -70,7 +70,7 @@ def test_bad_durations_are_refused(duration):
 def test_other_bad_arguments():
     with pytest.raises(BenchError, match="--duration: 'x' is not a number"):
         make_options(duration_s="x")  # type: ignore[arg-type]
-    with pytest.raises(BenchError, match="--variants: .*got bogus"):
+    with pytest.raises(BenchError, match="--patterns: .*got bogus"):
         make_options(variants=["write", "bogus"])
     with pytest.raises(BenchError, match="--max-requests"):
         make_options(max_requests=0)
