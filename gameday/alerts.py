@@ -358,6 +358,21 @@ async def loaded_alert_names(prometheus_url: str) -> set[str] | None:
             if rule.get("type") == "alerting"}
 
 
+async def receiver_down(host: str, port: int) -> str | None:
+    """None if the stack's webhook receiver answers its health check, else why not."""
+    url = f"http://{host}:{port}/-/healthy"
+    try:
+        async with httpx.AsyncClient(timeout=2) as client:
+            status = (await client.get(url)).status_code
+    except httpx.HTTPError as exc:
+        status, detail = None, f"{type(exc).__name__}: {exc}"
+    if status == 200:
+        return None
+    why = detail if status is None else f"HTTP {status}"
+    return (f"the stack's webhook receiver (notification log) at {url} is not up ({why}): "
+            "notification times will be missing; check `invoke status`")
+
+
 class AlertSources:
     """Webhook (received or read from the notification log) + poller + dead man's
     switch, one set per GameDay run."""
@@ -368,6 +383,7 @@ class AlertSources:
         self.tracker = AlertTracker(clock, on_transition)
         self.deadman = DeadMansSwitch(deadman_timeout_s, self.tracker)
         self.clock = clock
+        self.webhook = webhook
         self.receiver: WebhookReceiver | None = None
         self.tail: NotificationLogTail | None = None
         if notification_log is None:
@@ -404,10 +420,9 @@ class AlertSources:
                                       f"{self.receiver.port} for Alertmanager's webhook: {exc}")
         if self.tail is not None:
             self.tail.start()
-            if not self.tail.path.exists():
-                self.webhook_error = (f"the notification log {self.tail.path} does not exist "
-                                      "(yet): is the stack deployed with its webhook receiver? "
-                                      "Notification times will be missing until it appears.")
+            # Ask the receiver itself (it creates its log when it starts): a missing
+            # file only meant "no page yet" and warned after every fresh deploy.
+            self.webhook_error = await receiver_down(*self.webhook)
             self._tasks.append(asyncio.create_task(self.tail.run(self._stop)))
         self._tasks.append(asyncio.create_task(self.poller.run(self._stop)))
 

@@ -21,10 +21,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from gameday import timeline as tl
-from gameday.progress import LiveProgress, Progress
-from gameday.results import (
-    GamedayRun,
-)
+from gameday.progress import Progress, progress_for
+from gameday.results import GamedayRun, verdict_line
 from gameday.rollback_log import RollbackLog, StackLock, read_rollback_logs
 from gameday.scenario import Scenario as ScenarioSpec
 from gameday.scenario import (
@@ -77,7 +75,7 @@ def run_gameday(topology: Topology, scenario_ids: Sequence[str] | None = None,
         raise ConfigError(problems)
     target = target or target_for(topology)
     if progress is None:
-        progress = LiveProgress() if not dry_run else Progress()
+        progress = progress_for() if not dry_run else Progress()
     run = GamedayRun(run_id=new_run_id(), stack=topology.stack,
                      started_at=datetime.now(UTC).isoformat(timespec="seconds"),
                      dry_run=dry_run)
@@ -141,10 +139,12 @@ async def _run_all(run: GamedayRun, scenarios: list[ScenarioSpec], topology: Top
             runner = ScenarioRunner(scenario, topology, target, rollback_log, run.run_id, index,
                                     progress)
             try:
-                run.results.append(await runner.run())
+                result = await runner.run()
             except asyncio.CancelledError:
                 run.results.append(runner.result)
                 raise
+            run.results.append(result)
+            progress.event(verdict_line(result))
     except asyncio.CancelledError:
         run.interrupted = True
     finally:

@@ -1,9 +1,12 @@
-"""Live progress with rich: phase, load, errors, alerts, the latest timeline event."""
+"""What a GameDay shows while it runs: a live rich view in a terminal, one plain line
+per event anywhere else (CI logs, `| tee`, a file), so a long catalog is never silent."""
 
 from __future__ import annotations
 
+import sys
+import time
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TextIO
 
 from rich.console import Console, Group
 from rich.live import Live
@@ -39,7 +42,8 @@ class Progress:
 
     def update(self, **changes: Any) -> None: ...
 
-    def event(self, text: str) -> None: ...
+    def event(self, text: str, t: float | None = None) -> None:
+        """One timeline event; `t` is its own scenario time (default: the latest)."""
 
     def log(self, text: str) -> None: ...
 
@@ -67,8 +71,9 @@ class LiveProgress(Progress):
         if self._live is not None:
             self._live.update(self._render())
 
-    def event(self, text: str) -> None:
-        self.state.events = [*self.state.events[-5:], f"{self.state.t:7.1f}s  {text}"]
+    def event(self, text: str, t: float | None = None) -> None:
+        when = self.state.t if t is None else t
+        self.state.events = [*self.state.events[-5:], f"{when:7.1f}s  {text}"]
         self.update()
 
     def log(self, text: str) -> None:
@@ -91,3 +96,39 @@ class LiveProgress(Progress):
         table.add_row("alerts", ", ".join(s.alerts) or "[dim]none firing[/]")
         events = Text("\n".join(s.events[-6:]) or "", style="dim")
         return Group(table, events)
+
+
+class PlainProgress(Progress):
+    """One line per event, scenario start and verdict, for output that is not a terminal.
+
+    Only events print (not the load counters the live view refreshes twice a second):
+    a CI log gets the timeline as it happens, a few dozen lines per scenario.
+    """
+
+    def __init__(self, stream: TextIO | None = None) -> None:
+        self.stream = stream or sys.stderr
+        self.state = ProgressState()
+
+    def _print(self, text: str) -> None:
+        print(f"{time.strftime('%H:%M:%S')} {text}", file=self.stream, flush=True)
+
+    def update(self, **changes: Any) -> None:
+        starting = "scenario" in changes and changes["scenario"] != self.state.scenario
+        for key, value in changes.items():
+            setattr(self.state, key, value)
+        if starting:
+            self._print(f"{self.state.index} {self.state.scenario}: scenario started")
+
+    def event(self, text: str, t: float | None = None) -> None:
+        when = self.state.t if t is None else t
+        self._print(f"{self.state.index} {self.state.scenario} t={when:.1f}s: {text}")
+
+    def log(self, text: str) -> None:
+        self._print(text)
+
+
+def progress_for(stream: TextIO | None = None) -> Progress:
+    """The live view on a terminal, plain lines anywhere else."""
+    stream = stream or sys.stderr
+    isatty = getattr(stream, "isatty", None)
+    return LiveProgress() if isatty is not None and isatty() else PlainProgress(stream)

@@ -117,3 +117,19 @@ class GamedayRun:
                 "score": self.score, "notes": self.notes, "cleanup": self.cleanup,
                 "concurrency": {str(k): v.to_dict() for k, v in self.concurrency.items()},
                 "scenarios": [r.to_dict() for r in self.results]}
+
+
+def verdict_line(result: ScenarioResult) -> str:
+    """The scenario's outcome in one line: verdict, TTD, TTR, lost writes, why."""
+    parts = [f"verdict {result.status}"]
+    times = result.times
+    if times is not None:
+        def seconds(value: float | None) -> str:
+            return "-" if value is None else f"{value:.1f}s"
+
+        parts.append(f"TTD={seconds(times.time_to_detect)} TTR={seconds(times.time_to_recover)}")
+    if result.reconciliation is not None:
+        parts.append(f"lost_writes={result.reconciliation.lost_acknowledged_writes}")
+    if result.reason:
+        parts.append(f"({result.reason})")
+    return " ".join(parts)

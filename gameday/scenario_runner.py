@@ -122,7 +122,7 @@ class ScenarioRunner:
         if detail:
             text += " " + " ".join(f"{k}={v}" for k, v in detail.items() if k != "reasons")
         self.progress.update(t=self.clock.now())
-        self.progress.event(text)
+        self.progress.event(text, when)
 
     def log(self, message: str) -> None:
         self.timeline.add(self.clock.now(), tl.NOTE, message=message)

@@ -36,6 +36,8 @@ class NotificationLog:
         self.path = path
         self.max_bytes = max_bytes
         self._lock = threading.Lock()
+        # Exists from the start: "no notification yet" is an empty log, not a missing one.
+        self.path.touch(exist_ok=True)
 
     def append(self, payload: dict) -> None:
         line = json.dumps({"received_at": time.time(), "payload": payload},

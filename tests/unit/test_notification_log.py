@@ -113,14 +113,20 @@ def test_tail_follows_rotation_without_losing_or_repeating_a_line(tmp_path):
     assert seen == [1, 2, 3]
 
 
+def test_the_receiver_creates_its_log_when_it_starts(receiver):
+    """A fresh deploy has no notification yet: an empty log, never a missing one."""
+    _url, log = receiver
+    assert log.exists() and log.read_text() == ""
+
+
 def test_alert_sources_read_pages_from_the_real_receiver(receiver):
     url, log = receiver
-    log.touch()
     seen = []
+    port = int(url.rsplit(":", 1)[1])
 
     async def scenario():
         clock = Clock()
-        sources = AlertSources(("127.0.13.21", 9), "http://127.0.13.21:1", clock,
+        sources = AlertSources((ADDRESS, port), "http://127.0.13.21:1", clock,
                                lambda *a: seen.append(a), poll_interval_s=0.05,
                                notification_log=log)
         await sources.start()
@@ -140,12 +146,15 @@ def test_alert_sources_read_pages_from_the_real_receiver(receiver):
     assert posted <= fired[0][0] < posted + 0.15, (posted, fired)
 
 
-def test_alert_sources_say_when_the_log_is_missing(tmp_path):
+def test_alert_sources_say_when_the_receiver_is_not_up(tmp_path):
     async def scenario():
-        sources = AlertSources(("127.0.13.21", 9), "http://127.0.13.21:1", Clock(),
+        # Port 9 (discard) on a loopback address nothing listens on: refused.
+        sources = AlertSources((ADDRESS, 9), "http://127.0.13.21:1", Clock(),
                                lambda *a: None, notification_log=tmp_path / "absent.jsonl")
         await sources.start()
         await sources.stop()
         return sources
 
-    assert "does not exist" in asyncio.run(scenario()).webhook_error
+    error = asyncio.run(scenario()).webhook_error
+    assert f"webhook receiver (notification log) at http://{ADDRESS}:9/-/healthy is not up" \
+        in error
