@@ -177,6 +177,8 @@ def gameday(c: Context, stack: str = "lab", scenario: list[str] | None = None,
                    code=2) from None
     except RuntimeError as exc:
         raise Exit(f"GameDay stopped: {exc}; run `invoke gameday --cleanup`", code=1) from None
+    for note in run.notes if dry_run else []:
+        console.print(note)
     if run.report_dir:
         console.print(f"report: {run.report_dir}")
     if run.exit_code:

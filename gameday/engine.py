@@ -21,6 +21,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from gameday import timeline as tl
+from gameday.catalog_check import check_catalog
 from gameday.progress import Progress, progress_for
 from gameday.results import GamedayRun, verdict_line
 from gameday.rollback_log import RollbackLog, StackLock, read_rollback_logs
@@ -71,6 +72,11 @@ def run_gameday(topology: Topology, scenario_ids: Sequence[str] | None = None,
     catalog = load_catalog(scenarios_dir)
     chosen = select(catalog, scenario_ids)
     problems = [p for s in chosen for p in check_against_topology(s, topology)]
+    warnings: list[str] = []
+    if dry_run:
+        catalog_check = check_catalog(chosen, topology)
+        problems += catalog_check.errors
+        warnings = catalog_check.warnings
     if problems:
         raise ConfigError(problems)
     target = target or target_for(topology)
@@ -78,7 +84,7 @@ def run_gameday(topology: Topology, scenario_ids: Sequence[str] | None = None,
         progress = progress_for() if not dry_run else Progress()
     run = GamedayRun(run_id=new_run_id(), stack=topology.stack,
                      started_at=datetime.now(UTC).isoformat(timespec="seconds"),
-                     dry_run=dry_run)
+                     dry_run=dry_run, notes=[f"warning: {w}" for w in warnings])
     asyncio.run(_run_all(run, chosen, topology, target, progress))
     run.finished_at = datetime.now(UTC).isoformat(timespec="seconds")
     run.score = run_score([r.score["score"] for r in run.results if r.ran and r.score])
