@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from civicpulse.config import get_config
@@ -47,3 +48,10 @@ LOGGING = {
         "django.server": {"level": "ERROR"},
     },
 }
+
+# Our JSON lines carry no caller, thread or process: do not gather them for every
+# record (the logging HOWTO's "Optimization"; findCaller walks the stack each time).
+logging._srcfile = None
+logging.logThreads = False
+logging.logProcesses = False
+logging.logMultiprocessing = False

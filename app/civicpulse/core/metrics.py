@@ -12,6 +12,7 @@ busy or stuck workers still show up as slow requests instead of a dead host.
 
 from __future__ import annotations
 
+import functools
 import os
 import socket
 import threading
@@ -45,6 +46,16 @@ HTTP_DURATION = Histogram(
     ["view", "method"], buckets=DURATION_BUCKETS,
 )
 DB_ERRORS = Counter("civicpulse_db_errors_total", "Database errors by kind.", ["kind"])
+
+
+@functools.cache
+def http_request_metrics(view: str, method: str, status: int) -> tuple[Any, Any]:
+    """The request counter's and duration histogram's children for one label set.
+
+    `labels()` validates and locks on every call; the label sets are few (the URL
+    names, the folded methods, the statuses), so each child is looked up once.
+    """
+    return HTTP_REQUESTS.labels(view, method, str(status)), HTTP_DURATION.labels(view, method)
 CACHE_ERRORS = Counter("civicpulse_cache_errors_total", "Redis cache errors by kind.", ["kind"])
 CACHE_CIRCUIT_OPEN = Gauge(
     "civicpulse_cache_circuit_open", "1 while any live worker's cache circuit breaker is open.",

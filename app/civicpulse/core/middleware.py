@@ -41,8 +41,9 @@ class RequestObservabilityMiddleware:
         match = getattr(request, "resolver_match", None)
         view = (match.url_name or "unnamed") if match is not None else "unmatched"
         method = request.method if request.method in _KNOWN_METHODS else "other"
-        metrics.HTTP_REQUESTS.labels(view, method, str(response.status_code)).inc()
-        metrics.HTTP_DURATION.labels(view, method).observe(duration)
+        requests, durations = metrics.http_request_metrics(view, method, response.status_code)
+        requests.inc()
+        durations.observe(duration)
         log.info(
             "request",
             extra={
