@@ -1,4 +1,4 @@
-"""Let a process tree run on every online CPU: python3 widen_cpus.py PID.
+"""Let a process tree run on every online CPU: python3 widen_cpus.py PIDFILE.
 
 Mitogen pins the processes it starts (on a 2-CPU machine to CPU 1 alone) and every
 child inherits the mask, so a supervisord started under it kept the whole stack on
@@ -48,4 +48,5 @@ def widen(root: int, cpus: set[int]) -> None:
 
 
 if __name__ == "__main__":
-    widen(int(sys.argv[1]), online_cpus())
+    with open(sys.argv[1]) as pidfile:
+        widen(int(pidfile.read().strip()), online_cpus())
