@@ -17,7 +17,7 @@ import httpx
 from bench.bounds import BoundResult, run_pgbench, run_wrk
 from bench.cpu_meter import CpuMeter
 from bench.load import REPORT_PATTERN_PATH, LoadSpec, run_load
-from bench.options import REPORT_PATTERN, BenchError, BenchOptions, make_options
+from bench.options import READ_MIX, REPORT_PATTERN, WRITE, BenchError, BenchOptions, make_options
 from bench.peers import SQLITE_MODES, SqlitePeer, deployed_app, reap_stale_peers
 from bench.report import write_report
 from bench.results import CONFIGURATIONS, BenchResult, PointResult, derive_notes
@@ -184,7 +184,7 @@ def run_bench(topology: Topology, quick: bool = False, ns: str | list[int] | Non
         targets["stack"] = _stack_target(topology)
         for target in targets.values():
             # Not recorded: first requests pay for imports, connections, page cache.
-            for variant in sorted({"write", *opts.variants} - {"read-mix"}):
+            for variant in sorted({WRITE, *opts.variants} - {READ_MIX}):
                 run_load(LoadSpec(target.url, 4, 1.0, 200, opts.timeout_s, variant,
                                   f"w{run_id}.{_CODES[target.name]}{_CODES[variant]}."))
         bound_results = (_bounds(topology, opts, targets["stack"].rows, run_id, say)
