@@ -23,7 +23,10 @@ class ServiceKind:
     metrics_path: str | None = "/metrics"
     #: The service this one exports metrics for (exporters only).
     exports: str | None = None
-    docker_image: str = ""
+    #: The uid (and gid) of `user` in the docker target's image of this service: fixed,
+    #: because files are uploaded into containers by number, and a data volume keeps
+    #: its owner across image rebuilds. (The local target lets Debian pick.)
+    docker_uid: int = 0
     #: Port of its own for the metrics endpoint (None: scraped on `port`). The app has
     #: one so that a scrape never queues behind requests that busy workers hold.
     metrics_port: int | None = None
@@ -33,30 +36,30 @@ SERVICE_KINDS: dict[str, ServiceKind] = {
     kind.name: kind
     for kind in (
         ServiceKind("nginx", 8080, "cp-nginx", ("nginx",), metrics_path=None,
-                    docker_image="nginx:1.27-alpine"),
+                    docker_uid=10010),
         ServiceKind("app", 8000, "cp-app", ("python3-venv",), metrics_port=8001,
-                    docker_image="civicpulse-app:local"),
+                    docker_uid=10001),
         ServiceKind("postgresql", 5432, "cp-postgresql", ("postgresql-15",), metrics_path=None,
-                    docker_image="postgres:15-bookworm"),
+                    docker_uid=10020),
         ServiceKind("pgbouncer", 6432, "cp-pgbouncer", ("pgbouncer",), metrics_path=None,
-                    docker_image="edoburu/pgbouncer:v1.25.1-p0"),
+                    docker_uid=10030),
         ServiceKind("redis", 6379, "cp-redis", ("redis-server",), metrics_path=None,
-                    docker_image="redis:7.0-bookworm"),
+                    docker_uid=10040),
         ServiceKind("prometheus", 9090, "cp-prometheus", ("prometheus",),
-                    docker_image="prom/prometheus:v2.42.0"),
+                    docker_uid=10050),
         ServiceKind("alertmanager", 9093, "cp-alertmanager", ("prometheus-alertmanager",),
-                    docker_image="prom/alertmanager:v0.25.0"),
+                    docker_uid=10060),
         ServiceKind("node_exporter", 9100, "cp-node-exporter", ("prometheus-node-exporter",),
-                    docker_image="prom/node-exporter:v1.5.0"),
+                    docker_uid=10070),
         ServiceKind("postgres_exporter", 9187, "cp-postgres-exporter",
                     ("prometheus-postgres-exporter",), exports="postgresql",
-                    docker_image="quay.io/prometheuscommunity/postgres-exporter:v0.11.1"),
+                    docker_uid=10080),
         ServiceKind("pgbouncer_exporter", 9127, "cp-pgbouncer-exporter", ("python3-venv",),
-                    exports="pgbouncer", docker_image="civicpulse-app:local"),
+                    exports="pgbouncer", docker_uid=10090),
         ServiceKind("redis_exporter", 9121, "cp-redis-exporter", ("prometheus-redis-exporter",),
-                    exports="redis", docker_image="oliver006/redis_exporter:v1.45.0-alpine"),
+                    exports="redis", docker_uid=10100),
         ServiceKind("nginx_exporter", 9113, "cp-nginx-exporter", ("prometheus-nginx-exporter",),
-                    exports="nginx", docker_image="nginx/nginx-prometheus-exporter:0.10.0"),
+                    exports="nginx", docker_uid=10110),
     )
 }
 
@@ -68,8 +71,11 @@ REQUIRED_SINGLETONS = ("nginx", "postgresql", "pgbouncer", "redis", "prometheus"
 #: What every host needs whatever it runs: its supervisor, the Ansible modules'
 #: Python libraries (apt, psycopg2 for the community.postgresql modules), nftables
 #: for GameDay network faults, the clients runbooks and checks use.
+#: The clients health checks, runbooks and checks use: on every host of the local
+#: target, in every image of the docker target.
+CLIENT_PACKAGES = ("postgresql-client-15", "redis-tools", "curl")
 BASE_PACKAGES = ("supervisor", "nftables", "python3-venv", "python3-apt", "python3-psycopg2",
-                 "postgresql-client-15", "redis-tools", "curl")
+                 *CLIENT_PACKAGES)
 
 
 def debian_packages(services: list[str] | None = None) -> list[str]:

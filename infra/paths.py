@@ -31,11 +31,14 @@ def supervisor_conf(topology: Topology, host: str) -> Path:
     return host_dir(topology, host) / "supervisor" / "supervisord.conf"
 
 
+#: Where the lab pager's log is, below the Alertmanager host's directory.
+NOTIFICATION_LOG = Path("alertmanager") / "notifications" / "notifications.jsonl"
+
+
 def notification_log_path(topology: Topology) -> Path:
     """The lab pager's log (monitoring/alertmanager/notification_log.py): every webhook
     notification Alertmanager sent, one JSON object per line."""
-    return host_dir(topology, topology.one("alertmanager").host) / "alertmanager" / \
-        "notifications" / "notifications.jsonl"
+    return host_dir(topology, topology.one("alertmanager").host) / NOTIFICATION_LOG
 
 
 def secrets_dir(topology: Topology) -> Path:

@@ -137,6 +137,34 @@ class Workload(Strict):
     report_pattern: bool = False
 
 
+class DockerSettings(Strict):
+    """How the docker target builds and connects the stack's containers."""
+
+    #: The Debian bookworm image every service image is built from. Users pull it as
+    #: usual; where no registry is reachable the tests make one with debootstrap.
+    base_image: str = Field("debian:bookworm-slim",
+                            pattern=r"^[a-z0-9][a-z0-9._/:@-]{0,200}$")
+    #: The stack's internal Docker network. Each host's address in it keeps the host's
+    #: offset within the stack's loopback block (127.0.10.21 -> x.y.z.21). Default: the
+    #: loopback block mapped into 172.16.0.0/12 (infra.docker.layout).
+    subnet: str | None = None
+
+    @field_validator("subnet")
+    @classmethod
+    def _private(cls, value: str | None) -> str | None:
+        if value is None:
+            return value
+        try:
+            net = ipaddress.ip_network(value)
+        except ValueError:
+            raise ValueError(f"{value!r} is not a network such as 172.16.10.0/24") from None
+        if not isinstance(net, ipaddress.IPv4Network) or not net.is_private \
+                or net.prefixlen > 28 or net.overlaps(LOOPBACK):
+            raise ValueError(f"{value} must be a private IPv4 network (RFC 1918) of at "
+                             "least /28, outside 127.0.0.0/8")
+        return str(net)
+
+
 class ServiceEntry(Strict):
     name: str
     port: Port | None = None
@@ -179,6 +207,7 @@ class StackFile(Strict):
     sizing: Sizing = Sizing()
     monitoring: Monitoring = Monitoring()
     workload: Workload = Workload()
+    docker: DockerSettings = DockerSettings()
 
 
 @dataclass(frozen=True)
@@ -233,6 +262,7 @@ class Topology:
     sizing: Sizing
     monitoring: Monitoring
     workload: Workload
+    docker: DockerSettings = DockerSettings()
 
     @property
     def services(self) -> tuple[Service, ...]:
@@ -360,7 +390,7 @@ def parse_stack(doc: YamlDocument) -> Topology:
         raise ConfigError([f"{doc.where(['state_dir'])}: must be an absolute path"])
     return Topology(stack=raw.stack, target=raw.target, source=doc.path, state_dir=state_dir,
                     hosts=tuple(hosts), sizing=raw.sizing, monitoring=raw.monitoring,
-                    workload=raw.workload)
+                    workload=raw.workload, docker=raw.docker)
 
 
 def _alertmanager_address(hosts: list[Host]) -> str | None:

@@ -11,52 +11,49 @@ from typing import Any
 import yaml
 
 from infra.docker.render import ROLES_DIR, DockerContext, RenderError
-from infra.docker.specs import UID_POSTGRES_DEBIAN, FileSpec
+from infra.docker.specs import FileSpec
 from infra.topology import Service
 
-#: Paths and users inside the images, overriding the roles' defaults (which point
-#: into the local target's state directory) and the local target's cp-* users.
-SERVICE_VARS: dict[str, dict[str, Any]] = {
-    "nginx": {"nginx_dir": "/var/lib/civicpulse/nginx", "nginx_user": "nobody"},
-    "app": {"app_dir": "/opt/civicpulse", "app_src": "/opt/civicpulse/src",
-            "app_venv": "/usr/local", "app_metrics_dir": "/var/lib/civicpulse/metrics",
-            "app_user": "cp-app"},
-    "postgresql": {"postgresql_dir": "/etc/civicpulse/postgresql",
-                   "postgresql_conf_dir": "/etc/civicpulse/postgresql",
-                   "postgresql_data_dir": "/var/lib/postgresql/data",
-                   "postgresql_run_dir": "/var/run/postgresql",
-                   "postgresql_bin_dir": "/usr/lib/postgresql/15/bin",
-                   # The official image's OS user; pg_ident maps it to the superuser.
-                   "postgresql_user": "postgres"},
-    "pgbouncer": {"pgbouncer_dir": "/etc/civicpulse/pgbouncer"},
-    "redis": {"redis_dir": "/data", "redis_user": "redis"},
-}
-
-#: Role templates and where each one goes in the container. A test checks that every
-#: template of these roles is listed, so a new template cannot be silently skipped.
+#: Role templates and where each one goes in the container, as the role's template
+#: tasks name the destination (rendered with the container's variables). A test
+#: checks that every template of these roles is listed, so none is silently skipped.
 ROLE_FILES: dict[str, dict[str, str]] = {
-    "nginx": {"nginx.conf.j2": "{nginx_dir}/nginx.conf"},
-    "app": {"config.json.j2": "/etc/civicpulse/app/config.json"},
-    "postgresql": {"postmaster.conf.j2": "{postgresql_conf_dir}/postmaster.conf",
-                   "runtime.conf.j2": "{postgresql_conf_dir}/runtime.conf",
-                   "pg_hba.conf.j2": "{postgresql_conf_dir}/pg_hba.conf",
-                   "pg_ident.conf.j2": "{postgresql_conf_dir}/pg_ident.conf"},
-    "pgbouncer": {"pgbouncer.ini.j2": "{pgbouncer_dir}/pgbouncer.ini",
-                  "listen.ini.j2": "{pgbouncer_dir}/listen.ini",
-                  "userlist.txt.j2": "{pgbouncer_dir}/userlist.txt"},
-    "redis": {"redis.conf.j2": "/usr/local/etc/redis/redis.conf"},
+    "nginx": {"nginx.conf.j2": "{{ nginx_dir }}/nginx.conf"},
+    "app": {"config.json.j2": "{{ app_dir }}/config.json"},
+    "postgresql": {"postmaster.conf.j2": "{{ postgresql_conf_dir }}/postmaster.conf",
+                   "runtime.conf.j2": "{{ postgresql_conf_dir }}/runtime.conf",
+                   "pg_hba.conf.j2": "{{ postgresql_conf_dir }}/pg_hba.conf",
+                   "pg_ident.conf.j2": "{{ postgresql_conf_dir }}/pg_ident.conf"},
+    "pgbouncer": {"pgbouncer.ini.j2": "{{ pgbouncer_dir }}/pgbouncer.ini",
+                  "listen.ini.j2": "{{ pgbouncer_dir }}/listen.ini",
+                  "userlist.txt.j2": "{{ pgbouncer_dir }}/userlist.txt"},
+    "redis": {"redis.conf.j2": "{{ redis_dir }}/redis.conf"},
 }
 
 
-def role_files(ctx: DockerContext, svc: Service, owner: str = "0", group: str = "0",
-                dest_vars: Mapping[str, Any] | None = None) -> list[FileSpec]:
+def role_files(ctx: DockerContext, svc: Service, owner: str = "0", group: str = "0"
+               ) -> list[FileSpec]:
     files = []
-    variables = {**SERVICE_VARS.get(svc.name, {}), **(dest_vars or {})}
     for template, dest in ROLE_FILES[svc.name].items():
         rendered = ctx.render(ROLES_DIR / svc.name / "templates" / template, svc.host,
                               role=svc.name)
-        files.append(FileSpec.from_rendered(dest.format(**variables), rendered, owner, group))
+        path = ctx.render_string(dest, svc.host, svc.name)
+        files.append(FileSpec.from_rendered(path, rendered, owner, group))
     return files
+
+
+def postgresql_includes(ctx: DockerContext, host: str) -> str:
+    """The block the role's blockinfile task appends to the cluster's postgresql.conf."""
+    path = ROLES_DIR / "postgresql" / "tasks" / "configure.yml"
+    tasks = yaml.safe_load(path.read_text(encoding="utf-8")) or []
+    for task in tasks:
+        block = (task.get("ansible.builtin.blockinfile") or {}) if isinstance(task, dict) else {}
+        if str(block.get("path", "")).endswith("/postgresql.conf"):
+            marker = str(block.get("marker", "# {mark} ANSIBLE MANAGED BLOCK"))
+            body = ctx.render_string(str(block["block"]), host, "postgresql")
+            return (f"{marker.replace('{mark}', 'BEGIN')}\n{body.rstrip()}\n"
+                    f"{marker.replace('{mark}', 'END')}\n")
+    raise RenderError(f"{path}: no blockinfile task writes postgresql.conf")
 
 
 def pg_hba_for_docker(spec: FileSpec, subnet: str) -> FileSpec:
@@ -93,12 +90,12 @@ def get_auth_definition() -> dict[str, Any]:
                       "creates pgbouncer.get_auth from it)")
 
 
-def initdb_sql(pg: Mapping[str, Any]) -> FileSpec:
+def initdb_sql(pg: Mapping[str, Any], path: str, owner: str) -> FileSpec:
     """First-start SQL: what the postgresql role's tasks/database.yml does with Ansible.
 
-    The official image runs /docker-entrypoint-initdb.d/*.sql once, on an empty data
-    volume, as the superuser: roles with their passwords, the database, and the
-    SECURITY DEFINER lookup PgBouncer's auth_query calls.
+    infra/docker/files/postgresql-first-start.sh runs it once, on an empty data volume,
+    as the superuser: roles with their passwords, the database, and the SECURITY
+    DEFINER lookup PgBouncer's auth_query calls.
     """
     auth = get_auth_definition()
     roles = [(pg["postgresql_app_role"], pg["postgresql_app_secret"]),
@@ -133,10 +130,8 @@ def initdb_sql(pg: Mapping[str, Any]) -> FileSpec:
         return "\n".join(lines) + "\n"
 
     secrets = tuple(secret for _, secret in roles)
-    return FileSpec(path="/docker-entrypoint-initdb.d/10-civicpulse.sql",
-                    source="generated (postgresql/tasks/database.yml)", secrets=secrets,
-                    produce=produce, owner=UID_POSTGRES_DEBIAN, group=UID_POSTGRES_DEBIAN,
-                    mode="0400")
+    return FileSpec(path=path, source="generated (postgresql/tasks/database.yml)",
+                    secrets=secrets, produce=produce, owner=owner, group=owner, mode="0400")
 
 
 def secret_file(path: str, name: str, owner: str) -> FileSpec:
@@ -145,9 +140,10 @@ def secret_file(path: str, name: str, owner: str) -> FileSpec:
                     mode="0400")
 
 
-def static_file(path: str, text: str, source: str, owner: str = "0") -> FileSpec:
+def static_file(path: str, text: str, source: str, owner: str = "0", mode: str = "0644"
+                ) -> FileSpec:
     return FileSpec(path=path, source=source, secrets=(), produce=lambda _values: text,
-                    owner=owner, group=owner)
+                    owner=owner, group=owner, mode=mode)
 
 
 def dashboard_provider_path(files: list[FileSpec]) -> str | None:

@@ -12,9 +12,11 @@ exporter, exactly as `127.0.10.32:5432` and `:9187` are on the local target, and
 exporter reaches its service on 127.0.0.1 (nginx only serves `stub_status` there).
 Killing or restarting a service container never takes its host's address away.
 
-Addresses mirror the stack config: the host at 127.a.b.c gets 172.16.0.0 + (a.b.c mod
-2^20), in a subnet sized like the one the stack's hosts share (127.0.10.0/24 becomes
-172.16.10.0/24). Stacks on different loopback ranges therefore get disjoint Docker
+Addresses mirror the stack config: a host keeps its offset within the block the
+stack's hosts share (127.0.10.21 in 127.0.10.0/24 is .21 of the network). The network
+is `docker.subnet` from the stack config or, by default, the block mapped into
+172.16.0.0/12: 127.a.b.0/24 becomes 172.16.0.0 + (a.b.0 mod 2^20), so 127.0.10.0/24
+becomes 172.16.10.0/24. Stacks on different loopback ranges therefore get disjoint Docker
 networks, and 172.16.0.0/16 is outside Docker's default address pools (172.17-31,
 192.168). Fixed addresses matter because nginx resolves its upstream names once, at
 start: a host reconnected after a partition must come back on the same address.
@@ -62,6 +64,11 @@ class DockerLayout:
     gateway: str
     hosts: dict[str, HostLayout]
 
+    @property
+    def edge_network(self) -> str:
+        """Where published ports live (an internal network publishes none)."""
+        return f"{self.network}-edge"
+
     def container(self, host: str, service: str) -> str:
         return f"cp-{self.stack}-{host}-{service}"
 
@@ -93,12 +100,21 @@ def layout_for(topology: Topology) -> DockerLayout:
         raise ConfigError([f"{topology.source}: the hosts' addresses span {covering}; the "
                            f"docker target needs them within one /{DOCKER_BASE.prefixlen} "
                            "(e.g. all in 127.0.10.0/24)"])
-    subnet = ipaddress.ip_network(f"{_mapped(covering.network_address)}/{covering.prefixlen}")
+    if topology.docker.subnet:
+        subnet = ipaddress.ip_network(topology.docker.subnet)
+        if subnet.num_addresses < covering.num_addresses:
+            raise ConfigError([f"{topology.source}: docker.subnet {subnet} is smaller than "
+                               f"the block the hosts' addresses span ({covering}); use at "
+                               f"least a /{covering.prefixlen}"])
+    else:
+        subnet = ipaddress.ip_network(
+            f"{_mapped(covering.network_address)}/{covering.prefixlen}")
     gateway = subnet.network_address + 1
     problems = []
     hosts = {}
     for name, address in addresses.items():
-        ip = _mapped(address)
+        # The host keeps its offset in the block: 127.0.10.21 is .21 on the network.
+        ip = subnet.network_address + (int(address) - int(covering.network_address))
         if ip in (subnet.network_address, subnet.broadcast_address, gateway):
             role = "gateway" if ip == gateway else "network or broadcast address"
             problems.append(f"{topology.source}: hosts.{name}.address {address} maps to {ip}, "

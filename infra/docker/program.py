@@ -5,8 +5,9 @@
 - the stack's secrets (`pulumi_random.RandomPassword`, alphanumeric like the local
   target's, wrapped in `Output.secret` so every input built from them stays secret);
 - one private bridge network with a fixed subnet (`infra.docker.layout`);
-- the images: pinned images pulled (`RemoteImage`), the workload built from
-  `app/Dockerfile` (`docker.Image`, not pushed);
+- the images, built (`docker.Image`, not pushed) from the stack's Debian base in
+  the build contexts `infra.docker.build_contexts` writes (`infra.docker.images`);
+  only Grafana's upstream image is pulled (`RemoteImage`);
 - named volumes for PostgreSQL, Redis, Prometheus and Grafana data;
 - per host a sandbox container owning the host's network namespace (alias = host
   name, fixed address, the host's published ports), and per service a container in
@@ -20,9 +21,7 @@ Automation API's inline program in `infra.targets.docker_lifecycle`, or a test u
 
 from __future__ import annotations
 
-import hashlib
 import re
-import tempfile
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -31,18 +30,18 @@ import pulumi
 import pulumi_docker as docker
 import pulumi_random as random
 
-from infra.docker.layout import (
-    LABEL_HOST,
-    LABEL_SERVICE,
-    LABEL_STACK,
-    NETTOOLS_IMAGE,
-    SANDBOX_IMAGE,
-)
-from infra.docker.services import ALL_SECRET_NAMES, APP_DOCKERFILE, plan
+from infra.docker import build_contexts
+from infra.docker.layout import LABEL_HOST, LABEL_SERVICE, LABEL_STACK
+from infra.docker.services import ALL_SECRET_NAMES, plan
 from infra.docker.specs import ContainerSpec, FileSpec, StackPlan
 from infra.topology import Topology
-from infra.workload import build_archive, requirements, workload_dir
 
+#: The image a host's sandbox runs, and what it runs: nothing, forever.
+SANDBOX = "sandbox"
+SANDBOX_COMMAND = ("sleep", "infinity")
+#: Label carrying an image's content digest: a new value replaces the containers that
+#: run it (a rebuilt image keeps its tag, so the tag alone would not).
+LABEL_IMAGE_DIGEST = "civicpulse.image-digest"
 #: Length of each generated secret (the Django key is longer, as on the local target).
 SECRET_LENGTHS = {"django_secret_key": 50}
 RESTART_POLICY = "unless-stopped"
@@ -74,16 +73,6 @@ def _labels(stack: str, host: str | None = None, service: str | None = None
 
 def _slug(text: str) -> str:
     return re.sub(r"[^a-zA-Z0-9]+", "-", text).strip("-")
-
-
-def workload_digest(topology: Topology) -> str:
-    """sha256 of the workload source and the Dockerfile: a new value replaces the app
-    containers (the image tag alone does not change when the source does)."""
-    with tempfile.TemporaryDirectory() as tmp:
-        archive = build_archive(topology, Path(tmp) / "workload.tar.gz")
-        digest = hashlib.sha256(archive.read_bytes())
-    digest.update(APP_DOCKERFILE.read_bytes())
-    return digest.hexdigest()
 
 
 def _secrets(names: list[str]) -> dict[str, pulumi.Output[str]]:
@@ -130,11 +119,21 @@ def _order(specs: tuple[ContainerSpec, ...], name_of: Callable[[ContainerSpec], 
     return ordered
 
 
-def define_stack(topology: Topology, publish_monitoring: bool | None = None) -> DockerStack:
-    """Create every resource of the stack in the current Pulumi program."""
+def define_stack(topology: Topology, publish_monitoring: bool | None = None,
+                 contexts: Mapping[str, Path] | None = None, grafana: bool = True
+                 ) -> DockerStack:
+    """Create every resource of the stack in the current Pulumi program.
+
+    `contexts`: the images' build contexts (image key → directory); by default they
+    are written now (`infra.docker.build_contexts.prepare`). `grafana=False` leaves
+    out the one pulled image.
+    """
     if publish_monitoring is None:
         publish_monitoring = bool(pulumi.Config().get_bool("publish_monitoring"))
-    stack_plan = plan(topology, publish_monitoring=publish_monitoring)
+    stack_plan = plan(topology, publish_monitoring=publish_monitoring, grafana=grafana)
+    if contexts is None:
+        contexts = build_contexts.prepare(topology, stack_plan.images)
+    digests = build_contexts.digests(stack_plan.images, contexts)
     layout = stack_plan.layout
     stack = topology.stack
 
@@ -144,29 +143,40 @@ def define_stack(topology: Topology, publish_monitoring: bool | None = None) -> 
         raise ValueError(f"templates read secrets the stack does not have: {unknown}")
     secrets = _secrets([n for n in ALL_SECRET_NAMES if n in needed])
 
+    # The stack's network is internal: Docker gives it no way out. Docker publishes
+    # no port from an internal network either, so the hosts with a published port
+    # (nginx; Prometheus and Grafana with publish_monitoring) also join a small edge
+    # network that exists only for that. Neither is masqueraded and the engine
+    # leaves ip_forward alone (0 here): nothing is routed off the machine.
     network = docker.Network(
-        "network", name=layout.network, driver="bridge",
+        "network", name=layout.network, driver="bridge", internal=True,
         ipam_configs=[docker.NetworkIpamConfigArgs(subnet=layout.subnet,
                                                    gateway=layout.gateway)],
         labels=[docker.NetworkLabelArgs(label=LABEL_STACK, value=stack)])
+    edge = docker.Network(
+        "edge-network", name=layout.edge_network, driver="bridge",
+        labels=[docker.NetworkLabelArgs(label=LABEL_STACK, value=stack)],
+        opts=pulumi.ResourceOptions(depends_on=[network]))
 
     images: dict[str, docker.RemoteImage | docker.Image] = {}
     image_refs: dict[str, pulumi.Input[str]] = {}
-    pulled = {c.image for c in stack_plan.containers if not c.built}
-    for ref in sorted(pulled | {SANDBOX_IMAGE, NETTOOLS_IMAGE}):
+    for key, spec in stack_plan.images.items():
+        # Built with the daemon's own builder on the host's network: no BuildKit
+        # (Debian's Docker has no buildx), and apt/pip reach what this machine reaches.
+        image = docker.Image(
+            f"image-{_slug(key)}", image_name=spec.name, skip_push=True,
+            build=docker.DockerBuildArgs(
+                context=str(contexts[key]), dockerfile=str(spec.dockerfile),
+                args={**spec.args}, network="host", builder_version="BuilderV1"),
+            opts=pulumi.ResourceOptions(depends_on=[images[k] for k in spec.after]))
+        images[key] = image
+        image_refs[spec.name] = image.image_name
+    for ref in sorted({c.image for c in stack_plan.containers if c.pulled}):
         remote = docker.RemoteImage(f"image-{_slug(ref)}", name=ref, keep_locally=True)
         images[ref] = remote
         image_refs[ref] = remote.image_id
-    built = sorted({c.image for c in stack_plan.containers if c.built})
-    digest = workload_digest(topology) if built else ""
-    for ref in built:
-        image = docker.Image(
-            f"image-{_slug(ref)}", image_name=ref, skip_push=True,
-            build=docker.DockerBuildArgs(
-                context=str(workload_dir(topology)), dockerfile=str(APP_DOCKERFILE),
-                args={"REQUIREMENTS": " ".join(requirements(topology))}))
-        images[ref] = image
-        image_refs[ref] = image.image_name
+    sandbox_image = stack_plan.images[SANDBOX]
+    digest_of = {spec.name: digests[key] for key, spec in stack_plan.images.items()}
 
     volumes = {}
     for spec in stack_plan.containers:
@@ -180,17 +190,22 @@ def define_stack(topology: Topology, publish_monitoring: bool | None = None) -> 
     sandboxes = {}
     for host in stack_plan.hosts:
         sandboxes[host.name] = docker.Container(
-            f"sandbox-{host.name}", name=host.sandbox, image=image_refs[SANDBOX_IMAGE],
-            hostname=host.name,
-            networks_advanced=[docker.ContainerNetworksAdvancedArgs(
-                name=network.name, aliases=[host.alias], ipv4_address=host.ip)],
+            f"sandbox-{host.name}", name=host.sandbox, image=image_refs[sandbox_image.name],
+            hostname=host.name, command=list(SANDBOX_COMMAND),
+            user=f"{sandbox_image.args['SERVICE_UID']}:{sandbox_image.args['SERVICE_UID']}",
+            # The edge network first: Docker maps published ports on the network a
+            # container is created with, and an internal one maps none.
+            networks_advanced=[
+                *([docker.ContainerNetworksAdvancedArgs(name=edge.name)] if host.ports else []),
+                docker.ContainerNetworksAdvancedArgs(
+                    name=network.name, aliases=[host.alias], ipv4_address=host.ip)],
             ports=[docker.ContainerPortArgs(internal=p.internal, external=p.external, ip=p.ip,
                                             protocol="tcp") for p in host.ports],
-            # The GameDay engine's webhook listens on the Docker host.
-            hosts=[docker.ContainerHostArgs(host="host.docker.internal", ip="host-gateway")],
             restart=RESTART_POLICY, memory=16, memory_swap=16,
-            labels=[*_labels(stack, host.name), docker.ContainerLabelArgs(
-                label="civicpulse.role", value="sandbox")],
+            labels=[*_labels(stack, host.name),
+                    docker.ContainerLabelArgs(label="civicpulse.role", value="sandbox"),
+                    docker.ContainerLabelArgs(label=LABEL_IMAGE_DIGEST,
+                                              value=digest_of[sandbox_image.name])],
             log_driver="json-file", log_opts=LOG_OPTS)
 
     result = DockerStack(plan=stack_plan, network=network, secrets=secrets, images=images,
@@ -203,7 +218,8 @@ def define_stack(topology: Topology, publish_monitoring: bool | None = None) -> 
         depends_on: list[pulumi.Resource] = [*sandboxes.values(),
                                              *(created[n] for n in sorted(waits_for))]
         container = _container(spec, name, stack, image_refs[spec.image],
-                               sandboxes[spec.host], volumes, secrets, digest, result,
+                               sandboxes[spec.host], volumes, secrets,
+                               digest_of.get(spec.image, ""), result,
                                pulumi.ResourceOptions(depends_on=depends_on))
         created[name] = container
         result.containers[(spec.host, spec.service)] = container
@@ -233,9 +249,8 @@ def _container(spec: ContainerSpec, name: str, stack: str, image: pulumi.Input[s
             file=item.path, content=content, permissions=item.mode, owner=item.owner,
             group=item.group))
     labels = _labels(stack, spec.host, spec.service)
-    if spec.built:
-        labels.append(docker.ContainerLabelArgs(label="civicpulse.workload-digest",
-                                                value=digest))
+    if digest:
+        labels.append(docker.ContainerLabelArgs(label=LABEL_IMAGE_DIGEST, value=digest))
     check = spec.healthcheck
     return docker.Container(
         f"{spec.host}-{_slug(spec.service)}", name=name, image=image,
@@ -245,6 +260,7 @@ def _container(spec: ContainerSpec, name: str, stack: str, image: pulumi.Input[s
         command=list(spec.command) or None,
         envs=envs or None,
         user=spec.user,
+        working_dir=spec.workdir,
         healthcheck=docker.ContainerHealthcheckArgs(
             tests=list(check.test), interval=f"{check.interval_s}s",
             timeout=f"{check.timeout_s}s", retries=check.retries,
@@ -264,7 +280,7 @@ def _container(spec: ContainerSpec, name: str, stack: str, image: pulumi.Input[s
         stop_signal=spec.stop_signal,
         stop_timeout=spec.stop_timeout_s,
         destroy_grace_seconds=spec.stop_timeout_s,
-        security_opts=["no-new-privileges:true"],
+        security_opts=["no-new-privileges=true"],
         labels=labels,
         log_driver="json-file", log_opts=LOG_OPTS,
         opts=opts)

@@ -27,8 +27,8 @@ What differs in Docker, and only that, is overridden in the context:
   resolved `RandomPassword` values inside `Output.apply`, so the rendered file stays
   a Pulumi secret). A first pass with placeholders finds out which secrets a file
   holds; files that hold none are plain strings.
-- **The GameDay webhook** (`cp_webhook`) is reached from the containers through
-  `host.docker.internal` (mapped to the Docker host's gateway).
+- **The webhook** (`cp_webhook`): the notification log runs in a container of the
+  Alertmanager host, as it runs next to Alertmanager on the local target.
 """
 
 from __future__ import annotations
@@ -48,6 +48,7 @@ from infra import ansible_template
 from infra.ansible_template import ansible_environment
 from infra.docker.layout import DockerLayout
 from infra.inventory import host_vars, stack_vars
+from infra.paths import NOTIFICATION_LOG
 from infra.topology import REPO_ROOT, Topology
 
 ROLES_DIR = REPO_ROOT / "playbooks" / "roles"
@@ -56,8 +57,6 @@ MONITORING_DIR = REPO_ROOT / "monitoring"
 SECRETS_DIR = "/run/secrets/civicpulse"
 #: `cp_state_dir` / `cp_host_dir` inside every container.
 CONTAINER_STATE_DIR = "/var/lib/civicpulse"
-#: How containers reach the Docker host (where the GameDay engine listens).
-DOCKER_HOST_GATEWAY = "host.docker.internal"
 
 _PLACEHOLDER = "\x00cp-secret:{}\x00"
 
@@ -249,11 +248,17 @@ class DockerContext:
             cp_target="docker",
             cp_state_dir=CONTAINER_STATE_DIR,
             cp_secrets_dir=SECRETS_DIR,
-            cp_webhook=f"{DOCKER_HOST_GATEWAY}:{self.topology.monitoring.webhook_port}",
+            cp_webhook=self._webhook(),
             cp_docker_network=self.layout.network,
             cp_docker_subnet=self.layout.subnet,
         )
         return ctx
+
+    def _webhook(self) -> str:
+        # The notification log runs next to Alertmanager, in the Alertmanager host's
+        # network namespace (as on the local target it runs on the same host): it
+        # listens and Alertmanager sends on that namespace's loopback.
+        return f"127.0.0.1:{self.topology.monitoring.webhook_port}"
 
     def _host_vars(self, host_name: str) -> dict[str, Any]:
         host = self.topology.host(host_name)
@@ -261,6 +266,8 @@ class DockerContext:
               if not k.startswith("ansible_")}
         hv.update(cp_address=self.layout.hosts[host_name].alias,
                   cp_host_dir=CONTAINER_STATE_DIR, cp_machine_primary=True)
+        if "alertmanager_notification_log" in hv:
+            hv["alertmanager_notification_log"] = f"{CONTAINER_STATE_DIR}/{NOTIFICATION_LOG}"
         for svc in host.services:
             hv[f"{svc.name}_address"] = "0.0.0.0"
             hv.update(self.service_vars.get(svc.name, {}))
@@ -287,6 +294,16 @@ class DockerContext:
             return ctx[name]
         why = ctx["__unresolved__"].get(name, "not defined by the role or the inventory")
         raise RenderError(f"{ROLES_DIR / role}: {name} on host {host}: {why}")
+
+    def render_string(self, text: str, host: str, role: str | None = None) -> str:
+        """A template string (e.g. a role's `dest:`) rendered for a host."""
+        if "{{" not in text and "{%" not in text:
+            return text
+        env = ansible_environment({}, ROLES_DIR / role if role else REPO_ROOT)
+        try:
+            return env.from_string(text).render(**self.for_host(host, role))
+        except jinja2.TemplateError as exc:
+            raise RenderError(f"{text!r} on host {host} (role {role}): {exc}") from None
 
     def render(self, template: Path, host: str, role: str | None = None,
                extra: Mapping[str, Any] | None = None) -> Rendered:

@@ -1,44 +1,40 @@
-"""What each service needs as a container: image, command, files, health check, limits.
+"""What each service needs as a container: image, program, files, health check, limits.
 
 Pure data, no Pulumi: `plan(topology)` returns one `ContainerSpec` (`infra.docker.specs`)
-per service per host (plus Grafana on the Prometheus host), and
-`infra.docker.program` turns the specs into resources. Config files are rendered from
-the Ansible role templates (`infra.docker.container_files`, through
-`infra.docker.render`), exporter command lines from the exporters role's variables;
-the few files no template covers (PostgreSQL's include file and first-start SQL,
-redis_exporter's password map) say which role task they stand in for.
+per service per host (plus the notification log next to Alertmanager, and Grafana on
+the Prometheus host), and `infra.docker.program` turns the specs into resources.
 
-Everything here is checked by the unit tests with Pulumi's mocks only; none of it
-has run against a Docker engine on the machine it was written on (there was none).
+The images carry the local target's Debian packages (`infra.docker.images`), so a
+container runs exactly the role's supervised program (`infra.docker.programs`: command
+line, user, directory, environment, stop signal) with the role's config files
+(`infra.docker.container_files`), paths and all; what is Docker's own is here: the
+health checks, memory and CPU limits, volumes and start order. The few files no
+template covers (PostgreSQL's first start, redis_exporter's password map) say which
+role task they stand in for.
 """
 
 from __future__ import annotations
 
 import json
 import shlex
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 
-from infra.catalog import SERVICE_KINDS
 from infra.docker.container_files import (
-    ROLE_FILES,
-    SERVICE_VARS,
     dashboard_provider_path,
     initdb_sql,
     pg_hba_for_docker,
+    postgresql_includes,
     role_files,
     secret_file,
     static_file,
 )
+from infra.docker.images import image_name, image_plan
 from infra.docker.layout import DockerLayout, layout_for
+from infra.docker.programs import Program, role_of, supervised_program
 from infra.docker.render import MONITORING_DIR, DockerContext, repo_relative
 from infra.docker.specs import (
-    UID_APP,
-    UID_GRAFANA,
-    UID_NOBODY,
-    UID_POSTGRES_DEBIAN,
-    UID_REDIS_DEBIAN,
-    UID_REDIS_EXPORTER,
     ContainerSpec,
     FileSpec,
     Healthcheck,
@@ -50,13 +46,14 @@ from infra.secrets import SECRET_NAMES
 from infra.topology import REPO_ROOT, Service, Topology
 from infra.yaml_source import ConfigError
 
-#: The image the workload is built into (app and our own pgbouncer exporter run it).
-APP_IMAGE = SERVICE_KINDS["app"].docker_image
-APP_DOCKERFILE = REPO_ROOT / "app" / "Dockerfile"
-#: Grafana is not a service of the stack config (the local target has none): the
-#: docker target adds it next to Prometheus. Pinned like the catalog's images.
-GRAFANA_IMAGE = "grafana/grafana:10.4.2"
+POSTGRESQL_FIRST_START = Path(__file__).resolve().parent / "files" / "postgresql-first-start.sh"
+NOTIFICATION_LOG = REPO_ROOT / "monitoring" / "alertmanager" / "notification_log.py"
+#: Grafana is not a service of the stack config (the local target has none) and has no
+#: Debian package: the docker target adds its upstream image next to Prometheus, pinned
+#: to the version the dashboards are generated for (monitoring/dashboards.py).
+GRAFANA_IMAGE = "grafana/grafana:11.6.0"
 GRAFANA_PORT = 3000
+GRAFANA_UID = "472"  # the upstream image's grafana user
 PROMETHEUS_DIR = MONITORING_DIR / "prometheus"
 ALERTMANAGER_DIR = MONITORING_DIR / "alertmanager"
 GRAFANA_DIR = MONITORING_DIR / "grafana"
@@ -72,30 +69,20 @@ ALL_SECRET_NAMES = (*SECRET_NAMES, *DOCKER_SECRET_NAMES)
 ALWAYS_PUBLISHED = ("nginx",)
 MONITORING_PUBLISHED = ("prometheus", "grafana")
 
-#: PgBouncer images differ in where the binary is and which user runs it.
-PGBOUNCER_IMAGES: dict[str, tuple[str, str]] = {
-    "edoburu/pgbouncer": ("/usr/bin/pgbouncer", "70"),
-    "bitnami/pgbouncer": ("/opt/bitnami/pgbouncer/bin/pgbouncer", "1001"),
-}
-#: Images built FROM scratch: no shell, no wget, so Docker cannot health-check them;
-#: Prometheus' `up{job=…}` is their health. (`-alpine` variants have a shell.)
-SCRATCH_IMAGES = ("oliver006/redis_exporter:", "nginx/nginx-prometheus-exporter:")
+
+# --- health checks: curl, pg_isready and redis-cli are in every image (runtime layer) --
+def _http(*urls: str, start_period_s: int = 10) -> Healthcheck:
+    script = " && ".join(f"curl -fsS -o /dev/null --max-time 2 {shlex.quote(u)}" for u in urls)
+    return Healthcheck(("CMD-SHELL", script), start_period_s=start_period_s)
 
 
-# --- helpers ---------------------------------------------------------------------------
-def _wget(port: int, path: str) -> Healthcheck:
-    # busybox wget: in the prom/* images, the exporters' busybox bases and alpine.
-    return Healthcheck(("CMD", "wget", "-q", "-O", "/dev/null", f"http://127.0.0.1:{port}{path}"))
+def _local(port: int, path: str) -> str:
+    return f"http://127.0.0.1:{port}{path}"
 
 
-def _python_http(port: int, path: str, start_period_s: int = 10,
-                 also: tuple[tuple[int, str], ...] = ()) -> Healthcheck:
-    """Healthy when every URL (port+path, then each of `also`) answers 200."""
-    # The python:slim base has neither curl nor wget.
-    urls = [f"http://127.0.0.1:{p}{q}" for p, q in ((port, path), *also)]
-    code = ("import sys, urllib.request; "
-            f"sys.exit(any(urllib.request.urlopen(u, timeout=2).status != 200 for u in {urls!r}))")
-    return Healthcheck(("CMD", "python", "-c", code), start_period_s=start_period_s)
+def _pg_ready(port: int) -> Healthcheck:
+    return Healthcheck(("CMD", "pg_isready", "-q", "-h", "127.0.0.1", "-p", str(port)),
+                       start_period_s=60)
 
 
 # --- one builder per service -------------------------------------------------------------
@@ -103,215 +90,189 @@ class _Planner:
     def __init__(self, topology: Topology, layout: DockerLayout) -> None:
         self.topology = topology
         self.layout = layout
-        self.ctx = DockerContext(topology, layout, SERVICE_VARS, external_services=ALWAYS_PUBLISHED)
+        self.ctx = DockerContext(topology, layout, external_services=ALWAYS_PUBLISHED)
         self.sizing = topology.sizing
         apps = topology.instances("app")
         self.first_app = apps[0] if apps else None
+        self.images = image_plan(topology, self.resolve)
 
-    def container(self, host: str, service: str) -> str:
-        return self.layout.container(host, service)
+    def resolve(self, service: str, expression: str) -> str:
+        """A Jinja expression with the service's role variables on its (first) host."""
+        found = self.topology.instances(service)
+        if not found:
+            raise KeyError(f"stack {self.topology.stack!r} runs no {service}")
+        return self.ctx.render_string(expression, found[0].host, role_of(service))
 
-    def exported(self, svc: Service) -> Service | None:
-        target = svc.kind.exports
-        found = self.topology.instances(target) if target else ()
-        return found[0] if found else None
+    def uid(self, svc: Service) -> str:
+        return str(svc.kind.docker_uid)
+
+    def spec(self, svc: Service, program: Program | None = None, **fields: object
+             ) -> ContainerSpec:
+        """The container of a service running its role's program as its user."""
+        program = program or supervised_program(self.ctx, svc)
+        uid = self.uid(svc)
+        defaults: dict[str, object] = dict(
+            host=svc.host, service=svc.name, port=svc.port,
+            image=image_name(self.topology, svc.name), entrypoint=program.argv,
+            env=program.environment, user=f"{uid}:{uid}", workdir=program.directory,
+            stop_signal=program.stop_signal, stop_timeout_s=program.stop_timeout_s)
+        defaults.update(fields)
+        return ContainerSpec(**defaults)  # type: ignore[arg-type]
+
+    def role_files(self, svc: Service) -> list[FileSpec]:
+        uid = self.uid(svc)
+        return role_files(self.ctx, svc, uid, uid)
 
     def nginx(self, svc: Service) -> ContainerSpec:
-        nginx_dir = SERVICE_VARS["nginx"]["nginx_dir"]
-        files = role_files(self.ctx, svc)
-        # nginx creates its *_temp_path directories at start, but not their parent.
-        files.append(static_file(f"{nginx_dir}/temp/.keep", "", "empty: creates temp/"))
-        return ContainerSpec(
-            host=svc.host, service=svc.name, port=svc.port, image=svc.kind.docker_image,
-            entrypoint=("nginx",),
-            command=("-c", f"{nginx_dir}/nginx.conf", "-p", nginx_dir, "-g", "daemon off;"),
-            healthcheck=_wget(svc.port, "/nginx_status"), files=tuple(files),
-            memory_mb=128, cpus=1.0, stop_signal="SIGQUIT", after=("app",))
+        return self.spec(svc, healthcheck=_http(_local(svc.port, "/nginx_status")),
+                         files=tuple(self.role_files(svc)), memory_mb=128, cpus=1.0,
+                         after=("app",))
 
     def app(self, svc: Service) -> ContainerSpec:
         sizing = self.sizing.app
         workload = self.topology.workload
-        app_vars = SERVICE_VARS["app"]
-        config = "/etc/civicpulse/app/config.json"
-        gunicorn = ["gunicorn"]
-        if workload.gunicorn_config:
-            gunicorn += ["-c", workload.gunicorn_config]
-        gunicorn += ["--bind", f"0.0.0.0:{svc.port}", "--workers", str(sizing.workers),
-                     "--worker-class", sizing.worker_class, "--threads", str(sizing.threads),
-                     "--timeout", str(sizing.timeout_s), "--chdir", app_vars["app_src"],
-                     workload.wsgi]
-        env = {"CIVICPULSE_CONFIG": config, "PROMETHEUS_MULTIPROC_DIR": app_vars["app_metrics_dir"],
-               "PYTHONPATH": app_vars["app_src"], "PYTHONDONTWRITEBYTECODE": "1"}
+        program = supervised_program(self.ctx, svc)
         first = self.first_app is not None and svc.host == self.first_app.host
-        command: tuple[str, ...] = tuple(gunicorn)
+        entrypoint = program.argv
+        if workload.django_settings and first:
+            # Migrations once for all app hosts, like the role's run_once task: the
+            # first app host migrates before it serves; the others wait for it.
+            venv = self.resolve("app", "{{ app_venv }}")
+            entrypoint = ("sh", "-c", f'{venv}/bin/python -m django migrate --noinput && '
+                          'exec "$@"', "migrate-then-serve", *program.argv)
+        env = dict(program.environment)
         if workload.django_settings:
             env["DJANGO_SETTINGS_MODULE"] = workload.django_settings
-            if first:
-                # Migrations once for all app hosts, like the role's run_once task: the
-                # first app host migrates before it serves; the others wait for it.
-                command = ("sh", "-c", 'python -m django migrate --noinput && exec "$@"',
-                           "migrate-then-serve", *gunicorn)
+        urls = [_local(svc.port, workload.health_path)]
+        if svc.metrics_port != svc.port and svc.kind.metrics_path:
+            # The master's own metrics listener (what Prometheus scrapes).
+            urls.append(_local(svc.metrics_port, svc.kind.metrics_path))
         after_containers = () if first or self.first_app is None else (
-            self.container(self.first_app.host, "app"),)
-        return ContainerSpec(
-            host=svc.host, service=svc.name, port=svc.port, image=APP_IMAGE, built=True,
-            command=command, env=env,
-            # The workers' health view, and the master's own metrics listener (what
-            # Prometheus scrapes; see app/civicpulse/gunicorn_conf.py).
-            healthcheck=_python_http(
-                svc.port, workload.health_path, start_period_s=60,
-                also=(((svc.metrics_port, svc.kind.metrics_path),)
-                      if svc.metrics_port != svc.port and svc.kind.metrics_path else ())),
-            files=tuple(role_files(self.ctx, svc, UID_APP, UID_APP)),
-            memory_mb=128 + 96 * sizing.workers * max(1, sizing.threads // 4),
-            cpus=1.0, stop_signal="SIGTERM", stop_timeout_s=sizing.timeout_s + 5,
+            self.layout.container(self.first_app.host, "app"),)
+        return self.spec(
+            svc, program, image=image_name(self.topology, "app"), entrypoint=entrypoint,
+            env=env, healthcheck=_http(*urls, start_period_s=60),
+            files=tuple(self.role_files(svc)),
+            memory_mb=128 + 96 * sizing.workers * max(1, sizing.threads // 4), cpus=1.0,
+            stop_timeout_s=max(program.stop_timeout_s, sizing.timeout_s + 5),
             after=("pgbouncer", "redis"), after_containers=after_containers,
             wait_healthy=first, wait_timeout_s=240)
 
     def postgresql(self, svc: Service) -> ContainerSpec:
-        pg_vars = SERVICE_VARS["postgresql"]
         sizing = self.sizing.postgresql
-        files = role_files(self.ctx, svc)
-        files = [pg_hba_for_docker(f, self.layout.subnet) if f.path.endswith("/pg_hba.conf")
-                 else f for f in files]
-        conf_dir = pg_vars["postgresql_conf_dir"]
-        # The role appends these includes to the cluster's postgresql.conf; here our
-        # file is the config file and the image's initdb output stays unused.
-        files.append(static_file(
-            f"{conf_dir}/postgresql.conf",
-            f"# docker target: the role includes these from the cluster's postgresql.conf\n"
-            f"include '{conf_dir}/postmaster.conf'\ninclude '{conf_dir}/runtime.conf'\n",
-            "generated (postgresql/tasks/configure.yml: blockinfile)"))
+        program = supervised_program(self.ctx, svc)
         context = self.ctx.for_host(svc.host, "postgresql")
+        uid = self.uid(svc)
+        files = [pg_hba_for_docker(f, self.layout.subnet) if f.path.endswith("/pg_hba.conf")
+                 else f for f in self.role_files(svc)]
+        conf_dir = context["postgresql_conf_dir"]
         superuser_secret = context["postgresql_superuser_secret"]
-        password_file = f"/run/secrets/civicpulse/{superuser_secret}"
-        files.append(secret_file(password_file, superuser_secret, UID_POSTGRES_DEBIAN))
-        files.append(initdb_sql(context))
-        return ContainerSpec(
-            host=svc.host, service=svc.name, port=svc.port, image=svc.kind.docker_image,
-            command=("postgres", "-c", f"config_file={conf_dir}/postgresql.conf"),
-            env={"POSTGRES_USER": context["postgresql_superuser"],
-                 "POSTGRES_PASSWORD_FILE": password_file,
-                 "POSTGRES_INITDB_ARGS": "--auth=scram-sha-256 --encoding=UTF8 "
-                                         "--locale=C.UTF-8 --data-checksums",
-                 "PGDATA": pg_vars["postgresql_data_dir"]},
-            healthcheck=Healthcheck(("CMD", "pg_isready", "-q", "-h", "127.0.0.1", "-p",
-                                     str(svc.port), "-U", context["postgresql_app_role"],
-                                     "-d", sizing.database), start_period_s=60),
-            volumes=((self.layout.volume(svc.host, svc.name), pg_vars["postgresql_data_dir"]),),
+        # Counterpart of postgresql/tasks/create_cluster.yml and database.yml: initdb
+        # on an empty volume, the includes, the roles and database, then the program.
+        files.append(static_file(f"{conf_dir}/first-start.sh",
+                                 POSTGRESQL_FIRST_START.read_text(encoding="utf-8"),
+                                 repo_relative(POSTGRESQL_FIRST_START), uid, mode="0755"))
+        files.append(secret_file(f"{context['postgresql_dir']}/initdb.pwfile", superuser_secret,
+                                 uid))
+        files.append(initdb_sql(context, f"{conf_dir}/first-start.sql", uid))
+        files.append(static_file(f"{conf_dir}/first-start.conf",
+                                 postgresql_includes(self.ctx, svc.host),
+                                 "generated (postgresql/tasks/configure.yml: blockinfile)", uid))
+        env = {**program.environment, "PGDATA": context["postgresql_data_dir"],
+               "CP_PG_BIN": context["postgresql_bin_dir"], "CP_PG_CONF_DIR": conf_dir,
+               "CP_PG_RUN_DIR": context["postgresql_run_dir"],
+               "CP_PG_SUPERUSER": context["postgresql_superuser"],
+               "CP_PG_PWFILE": f"{context['postgresql_dir']}/initdb.pwfile"}
+        return self.spec(
+            svc, program, entrypoint=(f"{conf_dir}/first-start.sh", *program.argv), env=env,
+            healthcheck=_pg_ready(svc.port),
+            volumes=((self.layout.volume(svc.host, svc.name),
+                      context["postgresql_data_dir"]),),
             files=tuple(files),
             memory_mb=sizing.shared_buffers_mb + 64 + 2 * sizing.max_connections + 128,
-            cpus=1.0, shm_mb=256, stop_signal="SIGINT", stop_timeout_s=60,
-            wait_healthy=True, wait_timeout_s=180)
+            cpus=1.0, shm_mb=256, wait_healthy=True, wait_timeout_s=180)
 
     def pgbouncer(self, svc: Service) -> ContainerSpec:
-        repo = svc.kind.docker_image.split(":", 1)[0]
-        if repo not in PGBOUNCER_IMAGES:
-            raise ConfigError([f"infra/catalog.py: pgbouncer image {svc.kind.docker_image!r}: "
-                               "the docker target knows how to run "
-                               f"{', '.join(sorted(PGBOUNCER_IMAGES))} (add it to "
-                               "infra/docker/services.py PGBOUNCER_IMAGES)"])
-        binary, uid = PGBOUNCER_IMAGES[repo]
-        pgb_dir = SERVICE_VARS["pgbouncer"]["pgbouncer_dir"]
-        return ContainerSpec(
-            host=svc.host, service=svc.name, port=svc.port, image=svc.kind.docker_image,
-            entrypoint=(binary,), command=(f"{pgb_dir}/pgbouncer.ini",), user=uid,
-            healthcheck=Healthcheck(("CMD", "pg_isready", "-q", "-h", "127.0.0.1", "-p",
-                                     str(svc.port))),
-            files=tuple(role_files(self.ctx, svc, uid, uid)),
-            memory_mb=64, cpus=0.5, stop_signal="SIGINT", stop_timeout_s=15,
-            after=("postgresql",), wait_healthy=True, wait_timeout_s=60)
+        return self.spec(svc, healthcheck=_pg_ready(svc.port),
+                         files=tuple(self.role_files(svc)), memory_mb=64, cpus=0.5,
+                         after=("postgresql",), wait_healthy=True, wait_timeout_s=60)
 
     def redis(self, svc: Service) -> ContainerSpec:
         sizing = self.sizing.redis
-        conf = ROLE_FILES["redis"]["redis.conf.j2"]
-        return ContainerSpec(
-            host=svc.host, service=svc.name, port=svc.port, image=svc.kind.docker_image,
-            command=("redis-server", conf),
+        redis_dir = self.resolve("redis", "{{ redis_dir }}")
+        return self.spec(
+            svc,
             # Unauthenticated PING answers NOAUTH: alive, without the password on the
             # command line (where `docker inspect` would show it).
             healthcheck=Healthcheck(("CMD-SHELL", f"redis-cli -p {svc.port} ping | grep -qE "
                                      "'PONG|NOAUTH'")),
-            volumes=((self.layout.volume(svc.host, svc.name), "/data"),),
-            files=tuple(role_files(self.ctx, svc, UID_REDIS_DEBIAN, UID_REDIS_DEBIAN)),
+            volumes=((self.layout.volume(svc.host, svc.name), redis_dir),),
+            files=tuple(self.role_files(svc)),
             memory_mb=sizing.maxmemory_mb + max(32, sizing.maxmemory_mb // 4), cpus=0.5,
             wait_healthy=True, wait_timeout_s=60)
 
-    def _monitoring_files(self, svc: Service, sources: list[tuple[Path, str]],
-                          owner: str) -> list[FileSpec]:
-        return [FileSpec.from_rendered(dest, self.ctx.render(src, svc.host), owner, owner)
-                for src, dest in sources]
+    def _rendered(self, svc: Service, sources: list[tuple[Path, str]]) -> list[FileSpec]:
+        # Config files are root's and world-readable, as the roles install them.
+        return [FileSpec.from_rendered(dest, self.ctx.render(src, svc.host)) for src, dest
+                in sources]
 
     def prometheus(self, svc: Service) -> ContainerSpec:
-        sources = [(PROMETHEUS_DIR / "prometheus.yml.j2", "/etc/prometheus/prometheus.yml")]
-        sources += [(rule, f"/etc/prometheus/rules/{rule.name.removesuffix('.j2')}")
+        directory = self.resolve("prometheus", "{{ prometheus_dir }}")
+        sources = [(PROMETHEUS_DIR / "prometheus.yml.j2", f"{directory}/prometheus.yml")]
+        sources += [(rule, f"{directory}/rules/{rule.name.removesuffix('.j2')}")
                     for rule in sorted((PROMETHEUS_DIR / "rules").glob("*.yml.j2"))]
-        return ContainerSpec(
-            host=svc.host, service=svc.name, port=svc.port, image=svc.kind.docker_image,
-            command=("--config.file=/etc/prometheus/prometheus.yml",
-                     "--storage.tsdb.path=/prometheus",
-                     f"--storage.tsdb.retention.time={self.sizing.prometheus.retention}",
-                     f"--web.listen-address=0.0.0.0:{svc.port}", "--web.enable-lifecycle"),
-            healthcheck=_wget(svc.port, "/-/ready"),
-            volumes=((self.layout.volume(svc.host, svc.name), "/prometheus"),),
-            files=tuple(self._monitoring_files(svc, sources, UID_NOBODY)),
-            memory_mb=512, cpus=0.5)
+        return self.spec(svc, healthcheck=_http(_local(svc.port, "/-/ready")),
+                         volumes=((self.layout.volume(svc.host, svc.name), f"{directory}/data"),),
+                         files=tuple(self._rendered(svc, sources)), memory_mb=512, cpus=0.5)
 
     def alertmanager(self, svc: Service) -> ContainerSpec:
-        sources = [(ALERTMANAGER_DIR / "alertmanager.yml.j2",
-                    "/etc/alertmanager/alertmanager.yml")]
-        return ContainerSpec(
-            host=svc.host, service=svc.name, port=svc.port, image=svc.kind.docker_image,
-            command=("--config.file=/etc/alertmanager/alertmanager.yml",
-                     "--storage.path=/alertmanager",
-                     f"--web.listen-address=0.0.0.0:{svc.port}",
-                     # No clustering: it would listen on 0.0.0.0:9094 (DESIGN.md).
-                     "--cluster.listen-address="),
-            healthcheck=_wget(svc.port, "/-/ready"),
-            files=tuple(self._monitoring_files(svc, sources, UID_NOBODY)),
-            memory_mb=128, cpus=0.25)
+        directory = self.resolve("alertmanager", "{{ alertmanager_dir }}")
+        sources = [(ALERTMANAGER_DIR / "alertmanager.yml.j2", f"{directory}/alertmanager.yml")]
+        return self.spec(svc, healthcheck=_http(_local(svc.port, "/-/ready")),
+                         files=tuple(self._rendered(svc, sources)), memory_mb=128, cpus=0.25,
+                         after_containers=(self.layout.container(svc.host, "notification_log"),))
 
-    # Exporters: the command line is the exporters role's `<exporter>_command`
-    # (playbooks/roles/exporters/vars/main.yml) rendered for Docker, minus the Debian
-    # binary; the image's entrypoint is the same upstream exporter, same version. Files
-    # go where those flags point (under cp_host_dir, /var/lib/civicpulse here).
-    def _exporter_args(self, svc: Service) -> list[str]:
-        command = self.ctx.variable(svc.host, "exporters", f"{svc.name}_command")
-        return shlex.split(str(command))[1:]
+    def notification_log(self, svc: Service) -> ContainerSpec:
+        """The lab pager (Alertmanager's webhook receiver), next to Alertmanager."""
+        program = supervised_program(self.ctx, svc, name="notification_log")
+        directory = self.resolve("alertmanager", "{{ alertmanager_dir }}")
+        port = self.topology.monitoring.webhook_port
+        return self.spec(
+            svc, program, service="notification_log", port=port,
+            image=image_name(self.topology, "alertmanager"),
+            healthcheck=_http(_local(port, "/-/healthy")),
+            files=(static_file(f"{directory}/notification_log.py",
+                               NOTIFICATION_LOG.read_text(encoding="utf-8"),
+                               repo_relative(NOTIFICATION_LOG)),),
+            memory_mb=64, cpus=0.25, wait_healthy=True, wait_timeout_s=60)
 
-    def _exporter_env(self, svc: Service) -> dict[str, str]:
-        env = self.ctx.for_host(svc.host, "exporters").get(f"{svc.name}_environment") or {}
-        return {str(k): str(v) for k, v in env.items()}
+    # Exporters: their role (exporters) has the program; files go where its flags point.
+    def node_exporter(self, svc: Service) -> ContainerSpec:
+        return self.spec(svc, healthcheck=_http(_local(svc.port, "/metrics")), memory_mb=64,
+                         cpus=0.25)
 
     def _exporter_secret(self, svc: Service, var: str) -> str:
         return str(self.ctx.variable(svc.host, "exporters", var))
 
-    def node_exporter(self, svc: Service) -> ContainerSpec:
-        return ContainerSpec(
-            host=svc.host, service=svc.name, port=svc.port, image=svc.kind.docker_image,
-            command=tuple(self._exporter_args(svc)),
-            healthcheck=_wget(svc.port, "/metrics"), memory_mb=64, cpus=0.25)
-
     def postgres_exporter(self, svc: Service) -> ContainerSpec:
-        args = self._exporter_args(svc)
-        env = self._exporter_env(svc)
+        program = supervised_program(self.ctx, svc)
+        uid = self.uid(svc)
         secret = self._exporter_secret(svc, "postgres_exporter_db_secret")
-        files = [secret_file(env["DATA_SOURCE_PASS_FILE"], secret, UID_NOBODY)]
-        queries = _flag(args, "--extend.query-path")
+        files = [secret_file(program.environment["DATA_SOURCE_PASS_FILE"], secret, uid)]
+        queries = _flag(list(program.argv), "--extend.query-path")
         if queries:
             source = MONITORING_DIR / "exporters" / "postgres_exporter_queries.yml"
             files.append(static_file(queries, source.read_text(encoding="utf-8"),
-                                      repo_relative(source), UID_NOBODY))
-        return ContainerSpec(
-            host=svc.host, service=svc.name, port=svc.port, image=svc.kind.docker_image,
-            command=tuple(args), env=env, healthcheck=_wget(svc.port, "/metrics"),
-            files=tuple(files), memory_mb=64, cpus=0.25, after=("postgresql",))
+                                     repo_relative(source)))
+        return self.spec(svc, program, healthcheck=_http(_local(svc.port, "/metrics")),
+                         files=tuple(files), memory_mb=64, cpus=0.25, after=("postgresql",))
 
     def redis_exporter(self, svc: Service) -> ContainerSpec:
-        args = self._exporter_args(svc)
+        program = supervised_program(self.ctx, svc)
+        uid = self.uid(svc)
         secret = self._exporter_secret(svc, "redis_exporter_secret")
-        addr = _flag(args, "-redis.addr")
-        password_file = _flag(args, "-redis.password-file")
+        addr = _flag(list(program.argv), "-redis.addr")
+        password_file = _flag(list(program.argv), "-redis.password-file")
         files = []
         if password_file and addr:
             # Counterpart of exporters/tasks/redis_exporter.yml: redis_exporter 1.45's
@@ -319,46 +280,34 @@ class _Planner:
             files.append(FileSpec(
                 path=password_file, source="generated (exporters/tasks/redis_exporter.yml)",
                 secrets=(secret,), produce=lambda values: json.dumps({addr: values[secret]}),
-                owner=UID_REDIS_EXPORTER, group=UID_REDIS_EXPORTER, mode="0400"))
-        image = svc.kind.docker_image
-        return ContainerSpec(
-            host=svc.host, service=svc.name, port=svc.port, image=image, command=tuple(args),
-            healthcheck=_scratch_aware(image, _wget(svc.port, "/metrics")),
-            files=tuple(files), memory_mb=64, cpus=0.25, after=("redis",))
+                owner=uid, group=uid, mode="0400"))
+        return self.spec(svc, program, healthcheck=_http(_local(svc.port, "/metrics")),
+                         files=tuple(files), memory_mb=64, cpus=0.25, after=("redis",))
 
     def nginx_exporter(self, svc: Service) -> ContainerSpec:
-        nginx = self.exported(svc)
-        if nginx is not None and nginx.host != svc.host:
+        nginx = self.topology.instances("nginx")
+        if nginx and nginx[0].host != svc.host:
             raise ConfigError([f"{self.topology.source}: hosts.{svc.host}: the docker target "
-                               f"needs nginx_exporter on nginx's host ({nginx.host}): nginx "
-                               "serves stub_status to 127.0.0.1 only"])
-        image = svc.kind.docker_image
+                               f"needs nginx_exporter on nginx's host ({nginx[0].host}): "
+                               "nginx serves stub_status to 127.0.0.1 only"])
         # The scrape URI is nginx's stack address (see render.py: nginx keeps it); in
         # the edge host's namespace 127.0.0.0/8 is loopback, so the request comes from
         # 127.0.0.1 as stub_status requires, exactly as on the local target.
-        return ContainerSpec(
-            host=svc.host, service=svc.name, port=svc.port, image=image,
-            command=tuple(self._exporter_args(svc)),
-            healthcheck=_scratch_aware(image, _wget(svc.port, "/metrics")),
-            memory_mb=32, cpus=0.25, after=("nginx",))
+        return self.spec(svc, healthcheck=_http(_local(svc.port, "/metrics")), memory_mb=32,
+                         cpus=0.25, after=("nginx",))
 
     def pgbouncer_exporter(self, svc: Service) -> ContainerSpec:
-        # Ours (monitoring/exporters/pgbouncer_exporter.py) needs prometheus-client and
-        # psycopg, which the app image has: it runs there, the script uploaded.
-        args = self._exporter_args(svc)
-        script = args[0]
+        program = supervised_program(self.ctx, svc)
+        uid = self.uid(svc)
+        script = program.argv[1]
         source = MONITORING_DIR / "exporters" / "pgbouncer_exporter.py"
         secret = self._exporter_secret(svc, "pgbouncer_exporter_db_secret")
-        files = [static_file(script, source.read_text(encoding="utf-8"),
-                              repo_relative(source), UID_APP)]
-        password_file = _flag(args, "--password-file")
+        files = [static_file(script, source.read_text(encoding="utf-8"), repo_relative(source))]
+        password_file = _flag(list(program.argv), "--password-file")
         if password_file:
-            files.append(secret_file(password_file, secret, UID_APP))
-        return ContainerSpec(
-            host=svc.host, service=svc.name, port=svc.port, image=APP_IMAGE, built=True,
-            entrypoint=("python",), command=tuple(args),
-            healthcheck=_python_http(svc.port, "/metrics"), files=tuple(files),
-            memory_mb=96, cpus=0.25, after=("pgbouncer",))
+            files.append(secret_file(password_file, secret, uid))
+        return self.spec(svc, program, healthcheck=_http(_local(svc.port, "/metrics")),
+                         files=tuple(files), memory_mb=96, cpus=0.25, after=("pgbouncer",))
 
     def grafana(self, host: str, prometheus: Service) -> ContainerSpec:
         # monitoring/grafana/provisioning/** → Grafana's provisioning directory (`.j2`
@@ -373,20 +322,20 @@ class _Planner:
             if path.suffix == ".j2":
                 files.append(FileSpec.from_rendered(dest.removesuffix(".j2"),
                                                     self.ctx.render(path, host),
-                                                    UID_GRAFANA, UID_GRAFANA))
+                                                    GRAFANA_UID, GRAFANA_UID))
             else:
                 files.append(static_file(dest, path.read_text(encoding="utf-8"),
-                                          repo_relative(path), UID_GRAFANA))
+                                         repo_relative(path), GRAFANA_UID))
         dashboards_dir = dashboard_provider_path(files) or GRAFANA_DASHBOARDS_DIR
         for path in sorted((GRAFANA_DIR / "dashboards").rglob("*.json")):
             rel = path.relative_to(GRAFANA_DIR / "dashboards")
             files.append(static_file(f"{dashboards_dir.rstrip('/')}/{rel}",
-                                      path.read_text(encoding="utf-8"),
-                                      repo_relative(path), UID_GRAFANA))
+                                     path.read_text(encoding="utf-8"),
+                                     repo_relative(path), GRAFANA_UID))
         admin_password = "/run/secrets/civicpulse/grafana_admin"
-        files.append(secret_file(admin_password, "grafana_admin", UID_GRAFANA))
+        files.append(secret_file(admin_password, "grafana_admin", GRAFANA_UID))
         return ContainerSpec(
-            host=host, service="grafana", port=GRAFANA_PORT, image=GRAFANA_IMAGE,
+            host=host, service="grafana", port=GRAFANA_PORT, image=GRAFANA_IMAGE, pulled=True,
             env={"GF_SERVER_HTTP_ADDR": "0.0.0.0", "GF_SERVER_HTTP_PORT": str(GRAFANA_PORT),
                  "GF_SECURITY_ADMIN_USER": "admin",
                  "GF_SECURITY_ADMIN_PASSWORD__FILE": admin_password,
@@ -397,7 +346,9 @@ class _Planner:
                  # Expanded by Grafana in monitoring/grafana/provisioning/datasources.
                  "CP_PROMETHEUS_URL": f"http://{prometheus.host}:{prometheus.port}",
                  "CP_SCRAPE_INTERVAL": f"{self.topology.monitoring.scrape_interval_s}s"},
-            healthcheck=_wget(GRAFANA_PORT, "/api/health"),
+            # The upstream image has wget (busybox), not curl.
+            healthcheck=Healthcheck(("CMD", "wget", "-q", "-O", "/dev/null",
+                                     _local(GRAFANA_PORT, "/api/health"))),
             volumes=((self.layout.volume(host, "grafana"), "/var/lib/grafana"),),
             files=tuple(files), memory_mb=256, cpus=0.5, after=(prometheus.name,))
 
@@ -412,14 +363,12 @@ def _flag(args: list[str], name: str) -> str | None:
     return None
 
 
-def _scratch_aware(image: str, check: Healthcheck) -> Healthcheck | None:
-    if image.startswith(SCRATCH_IMAGES) and "-alpine" not in image:
-        return None
-    return check
+def plan(topology: Topology, publish_monitoring: bool = False, grafana: bool = True
+         ) -> StackPlan:
+    """Every container of the stack, host by host; ConfigError if Docker cannot run it.
 
-
-def plan(topology: Topology, publish_monitoring: bool = False) -> StackPlan:
-    """Every container of the stack, host by host; ConfigError if Docker cannot run it."""
+    `grafana=False` leaves Grafana out (a machine that cannot pull its image).
+    """
     layout = layout_for(topology)
     planner = _Planner(topology, layout)
     prometheus = topology.instances("prometheus")
@@ -427,9 +376,11 @@ def plan(topology: Topology, publish_monitoring: bool = False) -> StackPlan:
     for host in topology.hosts:
         specs = []
         for svc in host.services:
-            build = getattr(planner, svc.name)
+            build: Callable[[Service], ContainerSpec] = getattr(planner, svc.name)
+            if svc.name == "alertmanager":
+                specs.append(planner.notification_log(svc))
             specs.append(build(svc))
-        if prometheus and prometheus[0].host == host.name:
+        if grafana and prometheus and prometheus[0].host == host.name:
             taken = {s.port for s in host.services}
             if GRAFANA_PORT in taken:
                 raise ConfigError([f"{topology.source}: hosts.{host.name}: Grafana (docker "
@@ -442,9 +393,10 @@ def plan(topology: Topology, publish_monitoring: bool = False) -> StackPlan:
         hosts.append(HostPlan(name=host.name, alias=hl.alias, sandbox=hl.sandbox, ip=hl.ip,
                               containers=tuple(specs)))
     return StackPlan(topology=topology, layout=layout, hosts=tuple(hosts),
-                     publish_monitoring=publish_monitoring)
+                     publish_monitoring=publish_monitoring, images=planner.images)
 
 
 def _with_ports(spec: ContainerSpec, address: str) -> ContainerSpec:
     return replace(spec, ports=(PublishedPort(internal=spec.port, external=spec.port,
                                               ip=address),))
+

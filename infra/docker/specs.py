@@ -10,24 +10,16 @@ import shlex
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
+from infra.docker.images import ImageSpec
 from infra.docker.layout import DockerLayout
 from infra.docker.render import Rendered, repo_relative
 from infra.topology import Topology
-
-# Numeric users of the images (uploads take numeric ids: names would be resolved on
-# the machine running Pulumi, not in the image).
-UID_POSTGRES_DEBIAN = "999"  # postgres:*-bookworm
-UID_REDIS_DEBIAN = "999"     # redis:*-bookworm
-UID_NOBODY = "65534"         # prom/* and the exporters
-UID_GRAFANA = "472"          # grafana/grafana
-UID_APP = "10001"            # app/Dockerfile
-UID_REDIS_EXPORTER = "59000"  # oliver006/redis_exporter (USER 59000:59000)
 
 
 @dataclass(frozen=True)
 class Healthcheck:
     test: tuple[str, ...]
-    interval_s: int = 5
+    interval_s: int = 2
     timeout_s: int = 3
     retries: int = 5
     start_period_s: int = 10
@@ -73,12 +65,14 @@ class ContainerSpec:
     service: str
     port: int
     image: str
-    #: Built from the workload (app/Dockerfile) instead of pulled.
-    built: bool = False
+    #: An upstream image, pulled (Grafana); every other image is built (infra.docker.images).
+    pulled: bool = False
     entrypoint: tuple[str, ...] | None = None
     command: tuple[str, ...] = ()
     env: dict[str, str] = field(default_factory=dict)
+    #: uid:gid (numeric: uploads and `user` are resolved in the image, by number).
     user: str | None = None
+    workdir: str | None = None
     healthcheck: Healthcheck | None = None
     #: Named volumes: (volume name, mount point).
     volumes: tuple[tuple[str, str], ...] = ()
@@ -122,6 +116,8 @@ class StackPlan:
     layout: DockerLayout
     hosts: tuple[HostPlan, ...]
     publish_monitoring: bool
+    #: The images to build, in build order (infra.docker.images).
+    images: dict[str, ImageSpec] = field(default_factory=dict)
 
     @property
     def containers(self) -> tuple[ContainerSpec, ...]:
