@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import Any
 
 from gameday import timeline as tl
@@ -27,26 +28,27 @@ from gameday.scenario import Scenario
 EventSink = Callable[..., None]
 
 
+# eq=False: a watch is a running thing with state, equal only to itself.
+@dataclass(eq=False)
 class SteadyStateWatch:
-    def __init__(self, scenario: Scenario, clock: Clock, timeline: tl.Timeline,
-                 probes: ProbeRunner, alerts: AlertSources, progress: Progress,
-                 event: EventSink, ticks: list[dict[str, Any]],
-                 aborted: asyncio.Event) -> None:
-        self.scenario = scenario
-        self.clock = clock
-        self.timeline = timeline
-        self.probes = probes
-        self.alerts = alerts
-        self.progress = progress
-        self.event = event
-        #: One record per watch tick, kept in the scenario's result.
-        self.ticks = ticks
-        #: Set when the stop condition holds: the engine ends the fault early.
-        self.aborted = aborted
-        #: An SLI breach after injection that has not been regained yet.
-        self.breach_open = False
-        self._stability = tl.StabilityTracker(scenario.recovery.stable_s)
-        self._over_limit_since: float | None = None
+    scenario: Scenario
+    clock: Clock
+    timeline: tl.Timeline
+    probes: ProbeRunner
+    alerts: AlertSources
+    progress: Progress
+    event: EventSink
+    #: One record per watch tick, kept in the scenario's result.
+    ticks: list[dict[str, Any]]
+    #: Set when the stop condition holds: the engine ends the fault early.
+    aborted: asyncio.Event
+    #: An SLI breach after injection that has not been regained yet.
+    breach_open: bool = field(default=False, init=False)
+    _stability: tl.StabilityTracker = field(init=False)
+    _over_limit_since: float | None = field(default=None, init=False)
+
+    def __post_init__(self) -> None:
+        self._stability = tl.StabilityTracker(self.scenario.recovery.stable_s)
 
     async def verify(self) -> tuple[bool, str]:
         """(steady, why not) before injecting."""

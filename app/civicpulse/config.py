@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import os
 import stat
-from dataclasses import dataclass, field
+from dataclasses import MISSING, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -22,53 +22,68 @@ class ConfigError(Exception):
     """Raised for a missing, unreadable or invalid config file or key."""
 
 
+def setting(default: Any = MISSING, *, minimum: float | None = None,
+            choices: tuple[str, ...] | None = None) -> Any:
+    """A config key of a section: its default (none: the key is required) and the bounds
+    `_Reader.read_fields` checks, declared once next to the field they fill."""
+    bounds = {"minimum": minimum, "choices": choices}
+    if default is MISSING:
+        return field(metadata=bounds)
+    return field(default=default, metadata=bounds)
+
+
+DATABASE_ENGINES = ("postgresql", "sqlite")
+SQLITE_SYNCHRONOUS = ("NORMAL", "FULL")
+
+
 @dataclass(frozen=True)
 class DatabaseConfig:
-    engine: str
-    name: str
-    host: str = "127.0.0.1"
-    port: int = 5432
-    user: str = ""
-    password: str = ""
-    connect_timeout: int = 2
-    statement_timeout_ms: int = 5000
-    conn_max_age: int = 0
-    pgbouncer: bool = False
-    path: str = ""
-    sqlite_tuned: bool = True
+    engine: str = setting(choices=DATABASE_ENGINES)
+    # name and user are required for PostgreSQL only; SQLite needs a path instead.
+    name: str = setting()
+    host: str = setting("127.0.0.1")
+    port: int = setting(5432, minimum=1)
+    user: str = setting("")
+    password: str = setting("")
+    connect_timeout: int = setting(2, minimum=1)
+    statement_timeout_ms: int = setting(5000, minimum=0)
+    conn_max_age: int = setting(0, minimum=0)
+    pgbouncer: bool = setting(False)
+    path: str = setting("")
+    sqlite_tuned: bool = setting(True)
     #: SQLite's PRAGMA synchronous for the tuned mode: NORMAL loses the last commits
     #: on a power loss in WAL mode; FULL syncs the WAL on every commit (durable).
-    sqlite_synchronous: str = "NORMAL"
+    sqlite_synchronous: str = setting("NORMAL", choices=SQLITE_SYNCHRONOUS)
 
 
 @dataclass(frozen=True)
 class RedisConfig:
-    url: str
-    socket_timeout: float = 0.25
-    connect_timeout: float = 0.25
-    ttl: int = 300
-    breaker_failures: int = 3
-    breaker_reset_s: float = 5.0
+    url: str = setting()
+    socket_timeout: float = setting(0.25, minimum=0.01)
+    connect_timeout: float = setting(0.25, minimum=0.01)
+    ttl: int = setting(300, minimum=1)
+    breaker_failures: int = setting(3, minimum=1)
+    breaker_reset_s: float = setting(5.0, minimum=0.1)
 
 
 @dataclass(frozen=True)
 class GunicornConfig:
-    bind: str = "127.0.0.1:8000"
-    workers: int = 2
-    worker_class: str = "sync"
-    threads: int = 1
-    timeout: int = 30
-    graceful_timeout: int = 20
-    keepalive: int = 5
-    max_requests: int = 0
-    max_requests_jitter: int = 0
-    forwarded_allow_ips: str = "127.0.0.1,::1"
+    bind: str = setting("127.0.0.1:8000")
+    workers: int = setting(2, minimum=1)
+    worker_class: str = setting("sync", choices=("sync", "gthread"))
+    threads: int = setting(1, minimum=1)
+    timeout: int = setting(30, minimum=1)
+    graceful_timeout: int = setting(20, minimum=1)
+    keepalive: int = setting(5, minimum=0)
+    max_requests: int = setting(0, minimum=0)
+    max_requests_jitter: int = setting(0, minimum=0)
+    forwarded_allow_ips: str = setting("127.0.0.1,::1")
     #: "host:port" where the Gunicorn master serves /metrics itself, so that a scrape
     #: never queues behind busy workers; "" = the workers serve /metrics on `bind`.
-    metrics_bind: str = ""
+    metrics_bind: str = setting("")
     #: Level of the `gunicorn.access` logger. The app already logs one JSON line per
     #: request, so Gunicorn's own access line is off (below WARNING) by default.
-    access_log_level: str = "WARNING"
+    access_log_level: str = setting("WARNING")
 
     @property
     def metrics_address(self) -> tuple[str, int] | None:
@@ -132,12 +147,28 @@ class _Reader:
             raise self.fail(key, f"must be one of {', '.join(choices)}; got {value!r}")
         return value
 
+    def read_fields(self, cls: type, names: tuple[str, ...], required: tuple[str, ...] = ()
+               ) -> dict[str, Any]:
+        """The named keys of a config dataclass, each read by its field's type, default
+        and `setting` bounds; `required` makes keys with a default required here."""
+        declared = {f.name: f for f in fields(cls)}
+        values = {}
+        for name in names:
+            spec = declared[name]
+            default = ... if spec.default is MISSING or name in required else spec.default
+            values[name] = self.get(name, _KINDS[spec.type], default, **spec.metadata)
+        return values
+
     def section(self, key: str, required: bool) -> _Reader | None:
         if self.data.get(key) is None:
             if required:
                 raise self.fail(key, "is required")
             return None
         return _Reader(self.data[key], self.source, f"{self._key(key)}.")
+
+
+#: A setting's annotation (a string: annotations are postponed) → the JSON value it takes.
+_KINDS: dict[str, type] = {"str": str, "int": int, "float": float, "bool": bool}
 
 
 def _names(kinds: tuple[type, ...]) -> str:
@@ -201,33 +232,19 @@ def parse_config(data: dict[str, Any], source: str) -> AppConfig:
     )
 
 
-SQLITE_SYNCHRONOUS = ("NORMAL", "FULL")
-
-
 def _parse_database(db: _Reader | None) -> DatabaseConfig:
     assert db is not None
-    engine = db.get("engine", str, choices=("postgresql", "sqlite"))
+    engine = db.get("engine", str, choices=DATABASE_ENGINES)
     if engine == "sqlite":
         return DatabaseConfig(
-            engine=engine,
-            name="",
-            path=db.get("path", str),
-            sqlite_tuned=db.get("sqlite_tuned", bool, True),
-            sqlite_synchronous=db.get("sqlite_synchronous", str, "NORMAL",
-                                      choices=SQLITE_SYNCHRONOUS),
-        )
+            engine=engine, name="",
+            **db.read_fields(DatabaseConfig, ("path", "sqlite_tuned", "sqlite_synchronous"),
+                        required=("path",)))
     return DatabaseConfig(
         engine=engine,
-        name=db.get("name", str),
-        host=db.get("host", str, "127.0.0.1"),
-        port=db.get("port", int, 5432, minimum=1),
-        user=db.get("user", str),
-        password=db.get("password", str, ""),
-        connect_timeout=db.get("connect_timeout", int, 2, minimum=1),
-        statement_timeout_ms=db.get("statement_timeout_ms", int, 5000, minimum=0),
-        conn_max_age=db.get("conn_max_age", int, 0, minimum=0),
-        pgbouncer=db.get("pgbouncer", bool, False),
-    )
+        **db.read_fields(DatabaseConfig, ("name", "host", "port", "user", "password",
+                                     "connect_timeout", "statement_timeout_ms", "conn_max_age",
+                                     "pgbouncer"), required=("user",)))
 
 
 def _parse_redis(section: _Reader | None) -> RedisConfig | None:
@@ -238,12 +255,8 @@ def _parse_redis(section: _Reader | None) -> RedisConfig | None:
         raise section.fail("url", "must start with redis://, rediss:// or unix://")
     return RedisConfig(
         url=url,
-        socket_timeout=section.get("socket_timeout", float, 0.25, minimum=0.01),
-        connect_timeout=section.get("connect_timeout", float, 0.25, minimum=0.01),
-        ttl=section.get("ttl", int, 300, minimum=1),
-        breaker_failures=section.get("breaker_failures", int, 3, minimum=1),
-        breaker_reset_s=section.get("breaker_reset_s", float, 5.0, minimum=0.1),
-    )
+        **section.read_fields(RedisConfig, ("socket_timeout", "connect_timeout", "ttl",
+                                       "breaker_failures", "breaker_reset_s")))
 
 
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
@@ -267,8 +280,8 @@ def _host_port(reader: _Reader, key: str, value: str) -> str:
 def _parse_gunicorn(section: _Reader | None) -> GunicornConfig:
     if section is None:
         return GunicornConfig()
-    bind = section.get("bind", str, "127.0.0.1:8000")
-    metrics_bind = section.get("metrics_bind", str, "")
+    listeners = section.read_fields(GunicornConfig, ("bind", "metrics_bind"))
+    bind, metrics_bind = listeners["bind"], listeners["metrics_bind"]
     if metrics_bind:
         _host_port(section, "metrics_bind", metrics_bind)
         if metrics_bind == bind:
@@ -277,17 +290,10 @@ def _parse_gunicorn(section: _Reader | None) -> GunicornConfig:
     return GunicornConfig(
         bind=bind,
         metrics_bind=metrics_bind,
-        access_log_level=_log_level(section, "access_log_level", "WARNING"),
-        workers=section.get("workers", int, 2, minimum=1),
-        worker_class=section.get("worker_class", str, "sync", choices=("sync", "gthread")),
-        threads=section.get("threads", int, 1, minimum=1),
-        timeout=section.get("timeout", int, 30, minimum=1),
-        graceful_timeout=section.get("graceful_timeout", int, 20, minimum=1),
-        keepalive=section.get("keepalive", int, 5, minimum=0),
-        max_requests=section.get("max_requests", int, 0, minimum=0),
-        max_requests_jitter=section.get("max_requests_jitter", int, 0, minimum=0),
-        forwarded_allow_ips=section.get("forwarded_allow_ips", str, "127.0.0.1,::1"),
-    )
+        access_log_level=_log_level(section, "access_log_level", GunicornConfig.access_log_level),
+        **section.read_fields(GunicornConfig, ("workers", "worker_class", "threads", "timeout",
+                                          "graceful_timeout", "keepalive", "max_requests",
+                                          "max_requests_jitter", "forwarded_allow_ips")))
 
 
 def load_config(environ: dict[str, str] | None = None) -> AppConfig:

@@ -9,9 +9,8 @@ from typing import Any
 from gameday.report.svg import concurrency_chart, timeline_chart
 from gameday.report.tables import (
     concurrency_rows,
+    concurrency_table_rows,
     failure_rows,
-    millis,
-    percent,
     phase_rows,
     verdict_rows,
     write_rows,
@@ -105,10 +104,6 @@ def _scenario(r: ScenarioResult) -> str:
 
 def render_html(run: GamedayRun) -> str:
     score = "–" if run.score is None else f"{run.score:.0f}/100"
-    conc = concurrency_rows(run)
-    conc_table = [{"concurrent users": r["users"], "requests": r["requests"],
-                   "success rate": percent(r["success_rate"]), "p50": millis(r["p50_ms"]),
-                   "p99": millis(r["p99_ms"]), "ok/s": r["throughput_rps"]} for r in conc]
     body = [
         f"<h1>GameDay {escape(run.run_id)} — stack <code>{escape(run.stack)}</code></h1>",
         f"<p>started {escape(run.started_at)}, finished {escape(run.finished_at)}"
@@ -128,7 +123,7 @@ def render_html(run: GamedayRun) -> str:
         "steady state regained (0 if it never broke).</p>",
         _table(failure_rows(run)),
         "<h2>Concurrency: users, success rate, latency</h2>",
-        concurrency_chart(conc), _table(conc_table),
+        concurrency_chart(concurrency_rows(run)), _table(concurrency_table_rows(run)),
         "<h2>Writes reconciled against PostgreSQL</h2>", _table(write_rows(run)),
         *[_scenario(r) for r in run.results],
     ]

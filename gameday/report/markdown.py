@@ -6,10 +6,8 @@ from collections.abc import Sequence
 from typing import Any
 
 from gameday.report.tables import (
-    concurrency_rows,
+    concurrency_table_rows,
     failure_rows,
-    millis,
-    percent,
     phase_rows,
     verdict_rows,
     write_rows,
@@ -46,11 +44,7 @@ def render_markdown(run: GamedayRun) -> str:
               table(failure_rows(run)),
               "## Concurrency: users, success rate, latency", "",
               "Fault-free traffic of every scenario (before/after phases, and the surge).", ""]
-    rows = [{"concurrent users": r["users"], "requests": r["requests"],
-             "success rate": percent(r["success_rate"]), "p50": millis(r["p50_ms"]),
-             "p99": millis(r["p99_ms"]), "ok/s": r["throughput_rps"]}
-            for r in concurrency_rows(run)]
-    lines += [table(rows), "## Writes reconciled against PostgreSQL", "",
+    lines += [table(concurrency_table_rows(run)), "## Writes reconciled against PostgreSQL", "",
               table(write_rows(run))]
     for r in run.results:
         lines += [f"## {r.id}: {r.title}", "", f"**{r.status.upper()}**"

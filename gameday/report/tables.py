@@ -60,6 +60,14 @@ def concurrency_rows(run: GamedayRun) -> list[dict[str, Any]]:
             for users, s in sorted(run.concurrency.items()) if users > 0]
 
 
+
+def concurrency_table_rows(run: GamedayRun) -> list[dict[str, Any]]:
+    """`concurrency_rows` as both views show them: percentages and milliseconds."""
+    return [{"concurrent users": r["users"], "requests": r["requests"],
+             "success rate": percent(r["success_rate"]), "p50": millis(r["p50_ms"]),
+             "p99": millis(r["p99_ms"]), "ok/s": r["throughput_rps"]}
+            for r in concurrency_rows(run)]
+
 def phase_rows(r: ScenarioResult) -> list[dict[str, str]]:
     rows = []
     for name in ("before", "during", "after"):

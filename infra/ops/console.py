@@ -1,21 +1,23 @@
-"""How the ops CLI shows an `Outcome`: a rich table and notes, or JSON.
+"""How the ops CLI shows an `Outcome`: a plain-text table and notes, or JSON.
 
-The one module of infra/ that knows a terminal library, imported by the CLI alone
-(`infra.ops.cli`), so that the commands and their `Outcome` stay importable without
-it (the GameDay runner and tests call the commands as functions).
+Plain text on purpose: the same bytes on a terminal, in a pipe, in the runbook
+runner's captured output and in a GameDay report, never wrapped or folded at a
+width, so a grep or an `expect=` in a runbook step sees whole cells. Imported by the
+CLI alone (`infra.ops.cli`); the commands and their `Outcome` know no output at all
+(the GameDay runner and tests call the commands as functions).
 """
 
 from __future__ import annotations
 
 import json
 import sys
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from typing import IO, Any
 
-from rich.console import Console
-from rich.table import Table
-
 from infra.ops.outcome import Outcome, redact
+
+#: Between two columns.
+GAP = "  "
 
 
 def _cell(value: Any) -> str:
@@ -23,7 +25,20 @@ def _cell(value: Any) -> str:
         return ""
     if isinstance(value, float):
         return f"{value:.3g}" if abs(value) < 1000 else f"{value:.0f}"
-    return str(value)
+    # One row per line: a multi-line value (a tool's message) stays on its row.
+    return " ".join(str(value).splitlines())
+
+
+def table_lines(columns: Sequence[str], rows: Sequence[Sequence[str]]) -> list[str]:
+    """The header, a rule, then one line per row; each column as wide as its widest cell."""
+    widths = [max(len(text) for text in (column, *(row[i] for row in rows)))
+              for i, column in enumerate(columns)]
+
+    def line(cells: Sequence[str]) -> str:
+        padded = (text.ljust(width) for text, width in zip(cells, widths, strict=True))
+        return GAP.join(padded).rstrip()
+
+    return [line(columns), line(["-" * width for width in widths]), *map(line, rows)]
 
 
 def render(outcome: Outcome, secrets: Iterable[str], as_json: bool = False,
@@ -31,22 +46,16 @@ def render(outcome: Outcome, secrets: Iterable[str], as_json: bool = False,
     """Print an outcome (table and notes, or JSON) with the secrets masked."""
     secrets = list(secrets)
     out = stream or sys.stdout
-    # Captured output (runbook runner, pipes) gets room for the wide tables.
-    width = None if out.isatty() else 160
-    console = Console(file=out, soft_wrap=True, highlight=False, width=width)
     if as_json:
-        text = json.dumps(outcome.to_dict(), indent=2, default=str)
-        console.print(redact(text, secrets), markup=False)
+        print(redact(json.dumps(outcome.to_dict(), indent=2, default=str), secrets), file=out)
         return
+    if outcome.title:
+        print(redact(outcome.title, secrets), file=out)
     if outcome.columns and outcome.rows:
-        table = Table(title=redact(outcome.title, secrets) or None, title_justify="left")
-        for column in outcome.columns:
-            table.add_column(column, overflow="fold")
-        for row in outcome.rows:
-            table.add_row(*(redact(_cell(v), secrets) for v in row))
-        console.print(table)
-    elif outcome.title:
-        console.print(redact(outcome.title, secrets), markup=False)
+        count = len(outcome.columns)
+        rows = [[redact(_cell(value), secrets) for value in row] + [""] * (count - len(row))
+                for row in outcome.rows]
+        for text in table_lines(outcome.columns, rows):
+            print(text, file=out)
     for note in outcome.notes:
-        console.print(redact(note, secrets), markup=False)
-
+        print(redact(note, secrets), file=out)

@@ -1,8 +1,8 @@
 """What an operational command returns.
 
 A command returns an `Outcome`: a verdict (`ok`), an optional table and notes in
-plain words. The CLI prints it (`infra.ops.console`) as a table (for the human on
-call) or as JSON (`--json`, for scripts); the exit status is the verdict, so a
+plain words. The CLI prints it (`infra.ops.console`) as a plain-text table (for the
+human on call) or as JSON (`--json`, for scripts); the exit status is the verdict, so a
 runbook's verify step needs no output parsing. Every string shown goes through
 `redact` first.
 """

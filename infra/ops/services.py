@@ -1,9 +1,12 @@
-"""Service status, logs, processes and restarts, through each host's supervisord.
+"""Service status, logs, processes and restarts.
 
-On the local target a host's supervisord is its init: `supervisorctl` of that host
-starts and stops its programs, and a host whose supervisord is gone is a host that
-is "down" (restarting a service there means booting the host: starting supervisord,
-which starts every program of the host).
+A service's main process and continuing its frozen processes go through the stack's
+target (`infra.targets.target_for`), like the GameDay engine's. The rest is the local
+target's supervisord, which the Target interface has no words for: on the local
+target a host's supervisord is its init, so a host whose supervisord is gone is a host
+that is "down" (`HOST DOWN`; restarting a service there means booting the host:
+starting supervisord, which starts every program of the host), and a restart is
+`supervisorctl restart`.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ from infra.ops.outcome import OpsError, Outcome
 from infra.ops.select import instances
 from infra.paths import host_dir, supervisor_conf
 from infra.supervision import program_states, supervisorctl, supervisord_pid
+from infra.targets import target_for
 from infra.topology import Service, Topology
 
 SUPERVISORD = "/usr/bin/supervisord"
@@ -104,10 +108,7 @@ def logs(topology: Topology, service: str, host: str | None = None, lines: int =
 
 
 def main_pid(topology: Topology, service: Service) -> int | None:
-    if supervisord_pid(topology, service.host) is None:
-        return None
-    out = supervisorctl(topology, service.host, "pid", service.name, timeout=15).stdout.strip()
-    return int(out) if out.isdigit() and int(out) > 0 else None
+    return target_for(topology).state(service).pid
 
 
 def process_list(topology: Topology, service: str, host: str | None = None) -> Outcome:
@@ -160,14 +161,14 @@ def bring_back(topology: Topology, service: Service) -> str:
     if supervisord_pid(topology, service.host) is None:
         start_supervisord(topology, service.host)
         return f"host {service.host} was down: started its supervisord (and all its programs)"
-    pid = main_pid(topology, service)
-    if pid is not None:
-        resumed = procfs.resume(procfs.tree(pid))
-        if resumed:
-            # A frozen service usually recovers by itself once continued; a restart
-            # would throw away its connections and, for PostgreSQL, force crash recovery.
-            if _wait_healthy(topology, service, 5).ok:
-                return f"continued {len(resumed)} stopped process(es); healthy, not restarted"
+    target = target_for(topology)
+    frozen = target.state(service).paused_pids
+    if frozen:
+        target.resume(service, frozen)
+        # A frozen service usually recovers by itself once continued; a restart
+        # would throw away its connections and, for PostgreSQL, force crash recovery.
+        if _wait_healthy(topology, service, 5).ok:
+            return f"continued {len(frozen)} stopped process(es); healthy, not restarted"
     result = supervisorctl(topology, service.host, "restart", service.name, timeout=120)
     text = (result.stdout + result.stderr).strip().replace("\n", "; ")
     if result.returncode != 0 and "started" not in text:

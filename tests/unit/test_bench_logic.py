@@ -133,31 +133,29 @@ def test_only_loopback_targets():
 # --- report vocabulary and ratios -------------------------------------------------------
 
 
-def test_system_status_matches_the_report():
-    # The chaos report: 100 % Healthy, 60 % Degraded, 20 % Failing, 0 % Failed.
-    assert system_status(100, 100, 0.999) == "Healthy"
-    assert system_status(60, 100, 0.999) == "Degraded"
-    assert system_status(20, 100, 0.999) == "Failing"
-    assert system_status(0, 100, 0.999) == "Failed"
-    assert system_status(0, 0, 0.999) == "Failed"
-    assert system_status(998, 1000, 0.999) == "Degraded"  # below the SLO
+# The chaos report: 100 % Healthy, 60 % Degraded, 20 % Failing, 0 % Failed.
+@pytest.mark.parametrize(("ok", "total", "status"), [
+    (100, 100, "Healthy"), (60, 100, "Degraded"), (20, 100, "Failing"), (0, 100, "Failed"),
+    (0, 0, "Failed"),
+    (998, 1000, "Degraded"),  # below the SLO
+])
+def test_system_status_matches_the_report(ok, total, status):
+    assert system_status(ok, total, 0.999) == status
 
 
-def test_rate_format_never_rounds_up_to_100():
-    assert format_rate(10, 10) == "100%"
-    assert format_rate(9999, 10000) == "99.9%"
-    assert format_rate(6, 10) == "60.0%"
-    assert format_rate(0, 10) == "0%"
-    assert format_rate(1, 10000) == "<0.1%"
-    assert format_rate(0, 0) == "n/a"
+@pytest.mark.parametrize(("ok", "total", "shown"), [
+    (10, 10, "100%"), (9999, 10000, "99.9%"), (6, 10, "60.0%"), (0, 10, "0%"),
+    (1, 10000, "<0.1%"), (0, 0, "n/a"),
+])
+def test_rate_format_never_rounds_up_to_100(ok, total, shown):
+    assert format_rate(ok, total) == shown
 
 
-def test_ratio_format():
-    assert format_ratio(300, 100) == "3.00×"
-    assert format_ratio(50, 100) == "0.50×"
-    assert format_ratio(1500, 100) == "15×"
-    assert format_ratio(100, 0) == "∞"
-    assert format_ratio(0, 0) == "—"
+@pytest.mark.parametrize(("value", "base", "shown"), [
+    (300, 100, "3.00×"), (50, 100, "0.50×"), (1500, 100, "15×"), (100, 0, "∞"), (0, 0, "—"),
+])
+def test_ratio_format(value, base, shown):
+    assert format_ratio(value, base) == shown
 
 
 # --- CPU accounting and row counting helpers --------------------------------------------

@@ -194,3 +194,23 @@ def test_resolve_stack_finds_a_deployed_throwaway_stack(tmp_path):
         f"# Generated from {stack_file} by infra/inventory.py; do not edit.\n")
     with pytest.raises(ConfigError, match="now defines stack 'zeta'"):
         resolve_stack("omega", state_root)
+
+
+def test_tables_are_plain_text_with_whole_cells():
+    long_action = "host app1 was down: started its supervisord (and all its programs) " * 3
+    outcome = Outcome(title="restart app", columns=["host", "action", "after"],
+                      rows=[["app1", long_action, "ok"], ["app2", None, 0.25]],
+                      notes=["n"])
+    out = io.StringIO()
+    render(outcome, [], stream=out)
+    lines = out.getvalue().splitlines()
+    assert lines[0] == "restart app"
+    assert lines[1].split() == ["host", "action", "after"]
+    assert set(lines[2].replace(" ", "")) == {"-"}
+    # Never folded at a width: a runbook's check on the output sees the whole cell.
+    assert lines[3].startswith("app1  " + long_action.rstrip())
+    assert lines[3].endswith("  ok")
+    assert lines[4].split() == ["app2", "0.25"]
+    assert lines[5] == "n"
+    # Columns line up: every cell of a column starts where its header does.
+    assert lines[3].index("ok") == lines[1].index("after") == lines[4].index("0.25")

@@ -196,3 +196,25 @@ def test_database_commands_share_the_secret_error_and_the_one_line_error(topolog
             role_conninfo(topology, topology.one(kind), role)
     assert first_line(RuntimeError("refused\nDETAIL: more\nHINT: x")) == "refused"
     assert first_line(RuntimeError("  ")) == "RuntimeError('  ')"
+
+
+def test_a_frozen_service_is_continued_through_its_target_not_restarted(topology, monkeypatch):
+    from infra.targets.base import ServiceState
+
+    continued = []
+
+    class FrozenTarget:
+        def state(self, svc):
+            return ServiceState(svc.host, svc.name, "RUNNING", pid=100, paused_pids=(100, 101))
+
+        def resume(self, svc, pids=()):
+            continued.append((svc.name, tuple(pids)))
+            return list(pids)
+
+    monkeypatch.setattr(services, "target_for", lambda _t: FrozenTarget())
+    monkeypatch.setattr(services, "supervisord_pid", lambda _t, _h: 1)
+    monkeypatch.setattr(services, "_wait_healthy", lambda _t, _s, _w: Health(True, "probe"))
+    monkeypatch.setattr(services, "supervisorctl", lambda *a, **k: pytest.fail("restarted"))
+    action = services.bring_back(topology, topology.one("postgresql"))
+    assert action == "continued 2 stopped process(es); healthy, not restarted"
+    assert continued == [("postgresql", (100, 101))]

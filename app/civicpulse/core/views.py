@@ -59,17 +59,29 @@ def health(request: HttpRequest) -> HttpResponse:
     return response
 
 
+def takes_new_user(view: Callable[[HttpRequest, str, str], HttpResponse]
+                   ) -> Callable[[HttpRequest], HttpResponse]:
+    """POST only: the view gets the body's username and email; a bad body gets a 400."""
+    @functools.wraps(view)
+    def wrapper(request: HttpRequest) -> HttpResponse:
+        if request.method != "POST":
+            return responses.method_not_allowed(("POST",))
+        try:
+            username, email = parse_new_user(request.body)
+        except RequestDataTooBig:
+            return responses.error(400, "request body too large", None)
+        except InvalidRequest as exc:
+            return responses.error(400, exc.message, exc.field)
+        return view(request, username, email)
+
+    return wrapper
+
+
 @csrf_exempt
 @uses_database
-def users_create(request: HttpRequest) -> HttpResponse:
-    if request.method != "POST":
-        return responses.method_not_allowed(("POST",))
+@takes_new_user
+def users_create(request: HttpRequest, username: str, email: str) -> HttpResponse:
     try:
-        body = request.body
-    except RequestDataTooBig:
-        return responses.error(400, "request body too large", None)
-    try:
-        username, email = parse_new_user(body)
         key = parse_idempotency_key(request.META.get("HTTP_IDEMPOTENCY_KEY"))
     except InvalidRequest as exc:
         return responses.error(400, exc.message, exc.field)
@@ -93,16 +105,10 @@ def users_create(request: HttpRequest) -> HttpResponse:
 
 @csrf_exempt
 @uses_database
-def users_create_report_pattern(request: HttpRequest) -> HttpResponse:
+@takes_new_user
+def users_create_report_pattern(request: HttpRequest, username: str, email: str
+                                ) -> HttpResponse:
     """The chaos report's read-then-write ORM create (see report_pattern.py)."""
-    if request.method != "POST":
-        return responses.method_not_allowed(("POST",))
-    try:
-        username, email = parse_new_user(request.body)
-    except RequestDataTooBig:
-        return responses.error(400, "request body too large", None)
-    except InvalidRequest as exc:
-        return responses.error(400, exc.message, exc.field)
     try:
         body = report_pattern.create_user_as_the_report_did(
             username, email, request.request_id)  # type: ignore[attr-defined]
