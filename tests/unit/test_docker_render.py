@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from infra.docker.container_files import ROLE_FILES, SERVICE_VARS
+from infra.docker.container_files import ROLE_FILES
 from infra.docker.layout import layout_for
 from infra.docker.render import (
     ROLES_DIR,
@@ -72,20 +72,22 @@ def test_services_bind_everywhere_in_their_namespace_and_clients_use_aliases(lab
 
     redis = file_text(lab_plan, "cache", "redis", "redis.conf")
     assert "bind 0.0.0.0\n" in redis and "requirepass value-of-redis\n" in redis
-    assert "dir /data\n" in redis
+    assert "dir /var/lib/civicpulse/redis\n" in redis
 
     postmaster = file_text(lab_plan, "db", "postgresql", "postmaster.conf")
     assert "listen_addresses = '0.0.0.0'" in postmaster
-    assert "unix_socket_directories = '/var/run/postgresql'" in postmaster
+    assert "unix_socket_directories = '/var/lib/civicpulse/postgresql/run'" in postmaster
     hba = file_text(lab_plan, "db", "postgresql", "pg_hba.conf")
     assert hba.rstrip().endswith("host  all  all  172.16.10.0/24  scram-sha-256")
-    assert "service    postgres  postgres" in file_text(lab_plan, "db", "postgresql",
-                                                          "pg_ident.conf")
+    # The image's service user maps to the superuser, as the local target's does.
+    assert "service    cp-postgresql  postgres" in file_text(lab_plan, "db", "postgresql",
+                                                               "pg_ident.conf")
 
     alertmanager = yaml.safe_load(file_text(lab_plan, "monitor", "alertmanager",
                                             "alertmanager.yml"))
     urls = {c["url"] for r in alertmanager["receivers"] for c in r["webhook_configs"]}
-    assert urls == {"http://host.docker.internal:9099/alerts"}
+    # The notification log, in the Alertmanager host's namespace (as on the local target).
+    assert urls == {"http://127.0.0.1:9099/alerts"}
 
 
 def test_files_without_secrets_are_plain_and_secret_files_are_locked_down(lab_plan):
@@ -99,7 +101,7 @@ def test_files_without_secrets_are_plain_and_secret_files_are_locked_down(lab_pl
 
 
 def test_postgres_first_start_sql_mirrors_the_role(lab_plan):
-    sql = file_text(lab_plan, "db", "postgresql", "10-civicpulse.sql")
+    sql = file_text(lab_plan, "db", "postgresql", "first-start.sql")
     assert "CREATE ROLE \"civicpulse\" LOGIN" in sql and "'value-of-app_db'" in sql
     assert "CREATE ROLE \"pgbouncer_auth\" LOGIN" in sql
     assert "GRANT pg_monitor TO \"monitoring\";" in sql
@@ -107,8 +109,13 @@ def test_postgres_first_start_sql_mirrors_the_role(lab_plan):
     assert "SECURITY DEFINER" in sql and "NOT s.usesuper" in sql
     assert "REVOKE EXECUTE ON FUNCTION pgbouncer.get_auth(text) FROM PUBLIC;" in sql
     spec = lab_plan.container("db", "postgresql")
-    assert spec.env["POSTGRES_PASSWORD_FILE"] == "/run/secrets/civicpulse/postgres_superuser"
-    assert "config_file=/etc/civicpulse/postgresql/postgresql.conf" in spec.command
+    assert spec.env["CP_PG_PWFILE"] == "/var/lib/civicpulse/postgresql/initdb.pwfile"
+    assert file_text(lab_plan, "db", "postgresql", "initdb.pwfile") == (
+        "value-of-postgres_superuser")
+    # The role's blockinfile, appended to the cluster's postgresql.conf at first start.
+    includes = file_text(lab_plan, "db", "postgresql", "first-start.conf")
+    assert "include '/var/lib/civicpulse/postgresql/conf/postmaster.conf'" in includes
+    assert includes.startswith("# BEGIN CivicPulse")
 
 
 def test_ansible_shims(tmp_path):
@@ -142,15 +149,16 @@ def test_jinja2_override_line_is_honoured(tmp_path):
 
 def test_role_variables_resolve_in_any_order_and_overrides_win():
     topology = load_stack("lab")
-    ctx = DockerContext(topology, layout_for(topology), SERVICE_VARS).for_host("pool")
+    ctx = DockerContext(topology, layout_for(topology)).for_host("pool")
     variables = role_variables("pgbouncer", ctx)
     assert variables.values["pgbouncer_server_address"] == "db"
     assert variables.values["pgbouncer_server_port"] == 5432  # a literal, as Ansible makes it
-    assert "pgbouncer_dir" not in variables.values  # the Docker path in the context wins
+    # The role's own default, under the containers' state directory.
+    assert variables.values["pgbouncer_dir"] == "/var/lib/civicpulse/pgbouncer"
     # Lazy like Ansible: the exporters role defines commands for exporters this host
     # does not run; they stay unresolved instead of failing.
     exporters = role_variables("exporters", DockerContext(
-        topology, layout_for(topology), SERVICE_VARS).for_host("pool"))
+        topology, layout_for(topology)).for_host("pool"))
     assert "pgbouncer_exporter_command" in exporters.values
     assert "node_exporter_address" in exporters.unresolved["node_exporter_command"]
 
@@ -180,24 +188,26 @@ def test_nginx_exporter_must_share_nginx_host(tmp_path):
 
 def test_exporter_command_lines_come_from_the_exporters_role(lab_plan):
     pg = lab_plan.container("db", "postgres_exporter")
-    assert pg.command == ("--web.listen-address=0.0.0.0:9187",
-                          "--extend.query-path=/var/lib/civicpulse/postgres_exporter/queries.yml")
+    assert pg.entrypoint == (
+        "/usr/bin/prometheus-postgres-exporter", "--web.listen-address=0.0.0.0:9187",
+        "--extend.query-path=/var/lib/civicpulse/postgres_exporter/queries.yml")
     assert pg.env["DATA_SOURCE_URI"].startswith("db:5432/")
     assert {f.path for f in pg.files} == {"/var/lib/civicpulse/postgres_exporter/queries.yml",
                                          pg.env["DATA_SOURCE_PASS_FILE"]}
     redis = lab_plan.container("cache", "redis_exporter")
-    assert "-redis.addr" in redis.command and "redis://cache:6379" in redis.command
+    assert "-redis.addr" in redis.entrypoint and "redis://cache:6379" in redis.entrypoint
     assert json.loads(redis.files[0].text(SECRETS)) == {"redis://cache:6379": "value-of-redis"}
     nginx = lab_plan.container("edge", "nginx_exporter")
-    assert "http://127.0.10.10:8080/nginx_status" in nginx.command
+    assert "http://127.0.10.10:8080/nginx_status" in nginx.entrypoint
     pgb = lab_plan.container("pool", "pgbouncer_exporter")
-    assert pgb.entrypoint == ("python",) and pgb.built
-    assert pgb.command[0] == pgb.files[0].path
-    assert "def main" in pgb.files[0].text() or "argparse" in pgb.files[0].text()
-    assert pgb.command[pgb.command.index("--pgbouncer") + 1] == "pool:6432"
+    assert pgb.entrypoint[0] == "/var/lib/civicpulse/pgbouncer_exporter/venv/bin/python"
+    assert pgb.entrypoint[1] == pgb.files[0].path
+    assert "argparse" in pgb.files[0].text()
+    assert pgb.entrypoint[pgb.entrypoint.index("--pgbouncer") + 1] == "pool:6432"
     node = lab_plan.container("monitor", "node_exporter")
-    assert node.command[0] == "--web.listen-address=0.0.0.0:9100"
-    assert "--collector.disable-defaults" in node.command
+    assert node.entrypoint[:2] == ("/usr/bin/prometheus-node-exporter",
+                                   "--web.listen-address=0.0.0.0:9100")
+    assert "--collector.disable-defaults" in node.entrypoint
 
 
 def test_grafana_is_provisioned_from_monitoring_grafana(tmp_path, monkeypatch):

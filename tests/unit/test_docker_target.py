@@ -174,7 +174,7 @@ def test_status_reads_dockers_health_checks(topology):
 
     report = docker_lifecycle.status_docker(topology, run=fake_run)
     rows = {(r["host"], r["service"]): r for r in report["services"]}
-    assert len(rows) == len(topology.services) + 1  # + Grafana
+    assert len(rows) == len(topology.services) + 2  # + Grafana and the notification log
     assert rows[("db", "postgresql")]["healthy"] is True
     assert rows[("db", "postgresql")]["address"] == "db:5432"
     assert rows[("cache", "redis")]["healthy"] is False
