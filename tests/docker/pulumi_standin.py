@@ -32,7 +32,6 @@ from typing import Any
 
 import docker
 from docker.errors import APIError, NotFound
-
 from tests.pulumi_recording import (
     RANDOM_PASSWORD,
     RecordingMocks,

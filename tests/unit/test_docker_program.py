@@ -27,7 +27,6 @@ from tests.pulumi_recording import (
     unwrap,
 )
 
-
 # Pitfall: the mocks must be in place before the program module is imported.
 close(install_mocks(RecordingMocks(), "test"))
 
