@@ -249,8 +249,10 @@ def lint(c: Context) -> None:
 #: The stages of `invoke test`, in order: (name, pytest selection or None for a task).
 TEST_STAGES = (
     ("unit", "-m 'not slow and not deploy'"),
-    ("services", "-m 'slow and not deploy'"),
+    ("services", "-m 'slow and not deploy and not docker'"),
     ("integration", "-m deploy"),
+    # The docker target on a private engine: images, containers, checks, destroy.
+    ("docker", "-m docker"),
 )
 #: GameDay smoke of the main job (CI): one scenario per fault family, with runbooks.
 SMOKE_SCENARIOS = ("postgresql-crash", "redis-down", "app-host-crash")

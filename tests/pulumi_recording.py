@@ -4,7 +4,7 @@ Each resource registration is recorded as the engine would receive it: `args.inp
 keys are the provider's camelCase wire names, nested args arrive as dicts, and secret
 values arrive wrapped in Pulumi's secret signature. Used by the program's unit tests
 (tests/unit/test_docker_program.py) and by the stand-in for `pulumi up` that creates
-the recorded resources on a real engine (tests/docker/pulumi_standin.py).
+the recorded resources on a real engine (tests/docker_target/pulumi_standin.py).
 """
 
 from __future__ import annotations

@@ -4,7 +4,8 @@ Pure data, no Pulumi: the Pulumi program, the deploy entry points and the GameDa
 driver all derive container, network and volume names from here, so they agree.
 
 A stack host becomes a *network namespace*, not a container: a small sandbox
-container (the `pause` image, as in a Kubernetes pod) owns the host's namespace,
+container (`sleep infinity`, like the `pause` container of a Kubernetes pod) owns
+the host's namespace,
 carries the host name as its network alias and gets a fixed address; every service
 of the host runs in its own container joined to that namespace
 (`network_mode=container:<sandbox>`). So `db:5432` is PostgreSQL and `db:9187` its
@@ -32,12 +33,6 @@ from infra.yaml_source import ConfigError
 
 #: Docker-side address block the loopback addresses are mapped into.
 DOCKER_BASE = ipaddress.ip_network("172.16.0.0/12")
-#: The network-namespace holder of every host (does nothing, never exits).
-SANDBOX_IMAGE = "registry.k8s.io/pause:3.9"
-#: Helper image with iptables, for the GameDay driver's network faults
-#: (infra/targets/docker.py); the deploy pulls it so that a GameDay does not wait
-#: for a download in the middle of a fault.
-NETTOOLS_IMAGE = "nicolaka/netshoot:v0.13"
 #: Label keys every resource of a stack carries (the GameDay driver filters on them).
 LABEL_STACK = "civicpulse.stack"
 LABEL_HOST = "civicpulse.host"

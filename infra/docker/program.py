@@ -202,6 +202,8 @@ def define_stack(topology: Topology, publish_monitoring: bool | None = None,
             ports=[docker.ContainerPortArgs(internal=p.internal, external=p.external, ip=p.ip,
                                             protocol="tcp") for p in host.ports],
             restart=RESTART_POLICY, memory=16, memory_swap=16,
+            # `sleep` as PID 1 ignores SIGTERM (no handler), and holds nothing to save.
+            stop_signal="SIGKILL",
             labels=[*_labels(stack, host.name),
                     docker.ContainerLabelArgs(label="civicpulse.role", value="sandbox"),
                     docker.ContainerLabelArgs(label=LABEL_IMAGE_DIGEST,
@@ -277,6 +279,10 @@ def _container(spec: ContainerSpec, name: str, stack: str, image: pulumi.Input[s
         volumes=[docker.ContainerVolumeArgs(volume_name=volumes[v].name, container_path=path)
                  for v, path in spec.volumes] or None,
         uploads=uploads or None,
+        # Docker's init (tini) as PID 1, in supervisord's place: it forwards the stop
+        # signal (a program that installs no handler would ignore it as PID 1) and
+        # reaps orphans; when the program dies, the container does, and is restarted.
+        init=True,
         stop_signal=spec.stop_signal,
         stop_timeout=spec.stop_timeout_s,
         destroy_grace_seconds=spec.stop_timeout_s,

@@ -20,8 +20,8 @@ How each action maps (and how it differs from the local target):
   by signal (`signal_pids`).
 - `run(host, argv)`: `docker exec` in the container of the host's service whose
   local-target user is `user` (`cp-postgresql` → the PostgreSQL container), else in
-  the host's first service. The images have none of the local target's cp-* users;
-  `user="root"` becomes `-u 0`.
+  the host's first service, as that user (the images have the local target's cp-*
+  users; `user="root"` becomes `-u 0`).
 - network faults: iptables rules in the *destination host's* namespace, in a chain of
   our own (`CIVICPULSE_GAMEDAY`, hooked into INPUT), written by a throwaway helper
   container sharing that namespace (`docker run --rm --network container:<sandbox>
@@ -47,7 +47,8 @@ from pathlib import Path
 from typing import Any
 
 from infra import procfs
-from infra.docker.layout import NETTOOLS_IMAGE, DockerLayout, HostLayout, layout_for
+from infra.docker.images import image_name
+from infra.docker.layout import DockerLayout, HostLayout, layout_for
 from infra.targets import docker_lifecycle
 from infra.targets.base import (
     CommandResult,
@@ -212,8 +213,9 @@ class DockerTarget(Target):
     def run(self, host: str, argv: Sequence[str], timeout_s: float,
             user: str | None = None, env: dict[str, str] | None = None) -> CommandResult:
         args = ["exec"]
-        if user == "root":
-            args += ["-u", "0"]
+        if user:
+            # The images have the local target's cp-* users (infra.docker.images).
+            args += ["-u", "0" if user == "root" else user]
         for key, value in sorted((env or {}).items()):
             args += ["-e", f"{key}={value}"]
         args += [self.exec_container(host, user), *argv]
@@ -226,7 +228,8 @@ class DockerTarget(Target):
                            "--cap-add", "NET_ADMIN", "--cap-add", "NET_RAW",
                            "--label", f"civicpulse.stack={self.layout.stack}",
                            "--label", "civicpulse.role=gameday-netns",
-                           NETTOOLS_IMAGE, "sh", "-c", script, timeout_s=timeout_s)
+                           image_name(self.topology, "nettools"), "sh", "-c", script,
+                           timeout_s=timeout_s)
 
     def _client_ips(self, users: Sequence[str]) -> list[str]:
         hosts = [s.host for s in self.topology.services if s.kind.user in users]

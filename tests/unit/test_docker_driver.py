@@ -9,7 +9,6 @@ from pathlib import Path
 
 import pytest
 
-from infra.docker.layout import NETTOOLS_IMAGE
 from infra.targets.base import CommandResult, NetworkFault, Target
 from infra.targets.docker import CHAIN, DockerCommandError, DockerTarget
 from infra.topology import load_stack
@@ -152,9 +151,10 @@ def test_run_execs_in_the_container_of_the_users_service(target, fake):
     target.run("cache", ["redis-cli", "ping"], 5)
     target.run("edge", ["nginx", "-s", "reload"], 5, user="root")
     assert fake.issued("exec") == [
-        ["docker", "exec", "-e", "A=1", "-e", "PGPASSWORD=x", "cp-lab-db-postgresql",
-         "psql", "-c", "select 1"],
-        ["docker", "exec", "cp-lab-db-postgres_exporter", "pg_isready"],
+        ["docker", "exec", "-u", "cp-postgresql", "-e", "A=1", "-e", "PGPASSWORD=x",
+         "cp-lab-db-postgresql", "psql", "-c", "select 1"],
+        ["docker", "exec", "-u", "cp-postgres-exporter", "cp-lab-db-postgres_exporter",
+         "pg_isready"],
         ["docker", "exec", "cp-lab-cache-redis", "redis-cli", "ping"],
         ["docker", "exec", "-u", "0", "cp-lab-edge-nginx", "nginx", "-s", "reload"]]
 
@@ -162,7 +162,7 @@ def test_run_execs_in_the_container_of_the_users_service(target, fake):
 def netns_prefix(sandbox: str) -> list[str]:
     return ["docker", "run", "--rm", "--network", f"container:{sandbox}", "--cap-add",
             "NET_ADMIN", "--cap-add", "NET_RAW", "--label", "civicpulse.stack=lab",
-            "--label", "civicpulse.role=gameday-netns", NETTOOLS_IMAGE, "sh", "-c"]
+            "--label", "civicpulse.role=gameday-netns", "civicpulse/nettools:lab", "sh", "-c"]
 
 
 def test_partition_drops_the_clients_hosts_at_the_destination(target, fake):

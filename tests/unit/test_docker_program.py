@@ -4,7 +4,7 @@ Each test runs `define_stack` inside `@pulumi.runtime.test` with a mock that rec
 every resource registration as the engine would receive it (tests/pulumi_recording.py):
 secret values arrive wrapped in Pulumi's secret signature, which is how these tests
 tell that a value is a secret. Build contexts are empty directories here (writing
-them runs pip); tests/docker creates everything on a real engine.
+them runs pip); tests/docker_target creates everything on a real engine.
 """
 
 from __future__ import annotations

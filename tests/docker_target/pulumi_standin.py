@@ -26,12 +26,14 @@ import re
 import tarfile
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import docker
 from docker.errors import APIError, NotFound
+
 from tests.pulumi_recording import (
     RANDOM_PASSWORD,
     RecordingMocks,
@@ -71,6 +73,8 @@ class Resource:
     typ: str
     name: str
     inputs: dict[str, Any]
+    #: What the provider answers that the program reads back (a password's `result`).
+    outputs: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass
@@ -87,11 +91,21 @@ class Applied:
 def evaluate(topology: Topology, contexts: dict[str, Path] | None = None,
              publish_monitoring: bool = False, grafana: bool = True) -> list[Resource]:
     """The program's resources in registration (dependency) order, secrets unwrapped."""
-    mocks = RecordingMocks(password=lambda _name, inputs: real_password(inputs))
+    generated: dict[str, str] = {}
+
+    def password(name: str, inputs: dict[str, Any]) -> str:
+        generated[name] = real_password(inputs)
+        return generated[name]
+
     records = record(lambda: program.define_stack(topology, publish_monitoring=publish_monitoring,
                                                   contexts=contexts, grafana=grafana),
-                     topology.stack, mocks)
-    return [Resource(r.typ, r.name, unwrap(dict(r.inputs))[0]) for r in records]
+                     topology.stack, RecordingMocks(password=password))
+    resources = [Resource(r.typ, r.name, unwrap(dict(r.inputs))[0]) for r in records]
+    for resource in resources:
+        if resource.typ == RANDOM_PASSWORD:
+            # The provider's output, which the engine would keep in the stack's state.
+            resource.outputs["result"] = generated[resource.name]
+    return resources
 
 
 class _Fields:
@@ -178,7 +192,7 @@ class Standin:
                 applied.containers.append(resource.inputs["name"])
         if first_start is not None:
             applied.start_to_healthy_s = time.monotonic() - first_start
-        applied.secrets = {r.name.removeprefix("secret-").replace("-", "_"): r.inputs.get("result")
+        applied.secrets = {r.name.removeprefix("secret-").replace("-", "_"): r.outputs.get("result")
                            for r in resources if r.typ == RANDOM_PASSWORD}
         return applied
 
@@ -278,6 +292,8 @@ class Standin:
         host_config["port_bindings"] = ports or None
         # A binding needs its port exposed too (the provider sets both from `ports`).
         create["ports"] = [int(key.split("/")[0]) for key in ports] or None
+        if f.take("init"):
+            host_config["init"] = True
         restart = f.take("restart")
         if restart:
             host_config["restart_policy"] = {"Name": restart}
@@ -363,21 +379,27 @@ class Standin:
                            f"{(state.get('Health') or {}).get('Status')}):\n{logs}")
 
 
+def _remove_container(container: Any) -> None:
+    # The provider's delete: stop with the declared grace (destroy_grace_seconds = the
+    # stop timeout), then remove; a restarting or paused container is stopped too.
+    grace = int(container.attrs["Config"].get("StopTimeout") or 10)
+    if container.status == "paused":
+        container.unpause()
+    if container.status in ("running", "restarting", "paused"):
+        container.stop(timeout=grace)
+    container.remove(v=False)
+
+
 def down(client: docker.DockerClient, stack: str, log: Callable[[str], None] = print) -> None:
     """What `pulumi destroy` removes: the stack's containers, volumes and networks."""
     selector = {"label": f"{LABEL_STACK}={stack}"}
-    # Services before the sandboxes whose network namespace they share.
-    containers = sorted(client.containers.list(all=True, filters=selector),
-                        key=lambda c: c.labels.get("civicpulse.role") == "sandbox")
-    for container in containers:
-        # The provider's delete: stop with the declared grace (destroy_grace_seconds
-        # = the stop timeout), then remove; a restarting container is stopped too.
-        grace = int(container.attrs["Config"].get("StopTimeout") or 10)
-        if container.status in ("running", "restarting", "paused"):
-            if container.status == "paused":
-                container.unpause()
-            container.stop(timeout=grace)
-        container.remove(v=False)
+    # Services before the sandboxes whose network namespace they share; each group in
+    # parallel, as the engine deletes independent resources.
+    containers = client.containers.list(all=True, filters=selector)
+    sandboxes = [c for c in containers if c.labels.get("civicpulse.role") == "sandbox"]
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        for group in ([c for c in containers if c not in sandboxes], sandboxes):
+            list(pool.map(_remove_container, group))
     for volume in client.volumes.list(filters=selector):
         volume.remove()
     for network in client.networks.list(filters=selector):
