@@ -3,7 +3,8 @@
     invoke deploy [--stack lab] [--target local|docker]
     invoke status [--stack lab] [--json]
     invoke destroy [--stack lab] [--yes]
-    invoke test | lint
+    invoke preview [--stack lab] [--publish-monitoring]   (docker target, under mocks)
+    invoke test [--stage NAME]… | lint
 """
 
 from __future__ import annotations
@@ -100,6 +101,38 @@ def deploy(c: Context, stack: str = "lab", target: str = "",
         console.print(f"app: {deployed.status['endpoints']['app']}")
     if not deployed.healthy:
         raise Exit("deploy finished but some services are unhealthy (see the table)", code=1)
+
+
+@task(help={"stack": "stack name or path",
+            "target": "docker (the only target with a Pulumi program)",
+            "publish_monitoring": "also publish Prometheus and Grafana"})
+def preview(c: Context, stack: str = "lab", target: str = "docker",
+            publish_monitoring: bool = False) -> None:
+    """What `pulumi up` would create for the docker target: the Pulumi program run under
+    Pulumi's mocks (no CLI, no engine, nothing built or written), as a table."""
+    if target != "docker":
+        raise Exit(f"--target {target}: only the docker target has a Pulumi program to "
+                   "preview (the local target is Ansible: `invoke deploy` is idempotent)",
+                   code=2)
+    topology = _topology(stack)
+    from infra.docker.preview import preview as run_preview
+
+    try:
+        rows = run_preview(topology, publish_monitoring=publish_monitoring)
+    except ConfigError as exc:
+        raise Exit("the stack cannot run on the docker target:\n  " +
+                   "\n  ".join(exc.problems), code=2) from None
+    table = Table(title=f"stack {topology.stack}: {len(rows)} resources to create "
+                        "(Pulumi program under mocks)")
+    for col in ("type", "name", "what"):
+        table.add_column(col)
+    for row in rows:
+        table.add_row(row.type, row.name, row.detail)
+    console.print(table)
+    counts: dict[str, int] = {}
+    for row in rows:
+        counts[row.type] = counts.get(row.type, 0) + 1
+    console.print("+ " + ", ".join(f"{n} {kind}" for kind, n in counts.items()))
 
 
 @task(help={"stack": "stack name or path", "json": "machine-readable output on stdout",
@@ -273,21 +306,37 @@ def _stage(name: str, timings: dict[str, float]):  # noqa: ANN202 - context mana
     return timed()
 
 
+#: Every stage name `--stage` accepts, in the order `invoke test` runs them.
+ALL_STAGES = ("lint", *(name for name, _ in TEST_STAGES), "smoke")
+
+
 @task(help={"fast": "lint and unit tests only (no services, no deploy)",
             "smoke": "end with the main job on the lab stack: deploy, verify, GameDay smoke, "
-                     "destroy (default; --no-smoke skips it)"})
-def test(c: Context, fast: bool = False, smoke: bool = True) -> None:
+                     "destroy (default; --no-smoke skips it)",
+            "stage": f"run only this stage (repeatable): {', '.join(ALL_STAGES)}"},
+      iterable=["stage"])
+def test(c: Context, fast: bool = False, smoke: bool = True,
+         stage: list[str] | None = None) -> None:
     """The whole suite: lint; unit + promtool; tests against real services started by
     the tests; integration on a throwaway stack (deploy over local + SSH, verify,
-    GameDays, runbooks, bench); then the main job on the lab stack. JUnit XML in
-    reports/junit/."""
+    GameDays, runbooks, bench); the docker target on a private engine; then the main
+    job on the lab stack. JUnit XML in reports/junit/."""
+    unknown = [s for s in stage or [] if s not in ALL_STAGES]
+    if unknown:
+        raise Exit(f"--stage {', '.join(unknown)}: no such stage (stages: "
+                   f"{', '.join(ALL_STAGES)})", code=2)
+    if stage and fast:
+        raise Exit("--stage and --fast both choose stages: give one of them", code=2)
+    chosen = set(stage) if stage else {"lint", "unit"} if fast else \
+        set(ALL_STAGES) - (set() if smoke else {"smoke"})
     timings: dict[str, float] = {}
     junit_dir = REPO / "reports" / "junit"
     junit_dir.mkdir(parents=True, exist_ok=True)
-    with _stage("lint", timings):
-        lint(c)
+    if "lint" in chosen:
+        with _stage("lint", timings):
+            lint(c)
     for name, selection in TEST_STAGES:
-        if fast and name != "unit":
+        if name not in chosen:
             continue
         with _stage(name, timings):
             result = c.run(f"{BIN}/pytest {selection} --junitxml={junit_dir}/{name}.xml",
@@ -295,7 +344,7 @@ def test(c: Context, fast: bool = False, smoke: bool = True) -> None:
             # pytest exits 5 when a selection is empty: not a failure of the suite.
             if result.exited not in (0, 5):
                 raise Exit(f"stage {name} failed", code=1)
-    if smoke and not fast:
+    if "smoke" in chosen:
         with _stage("deploy lab", timings):
             deploy(c)
         with _stage("verify lab", timings):

@@ -99,27 +99,32 @@ def pip_wheels(requirements: tuple[str, ...], dest: Path) -> None:
     stamp.write_text(digest)
 
 
+def paths(topology: Topology, images: dict[str, ImageSpec]) -> dict[str, Path]:
+    """Where each image's context is (written or not): image key → directory."""
+    root = contexts_root(topology)
+    return {key: workload_dir(topology) if spec.context == "app" else
+            root / (spec.context if spec.context in ("runtime", "service") else key)
+            for key, spec in images.items()}
+
+
 def prepare(topology: Topology, images: dict[str, ImageSpec],
             wheels: Callable[[tuple[str, ...], Path], None] = pip_wheels,
             apt: Path = HOST_APT, bookworm: bool | None = None) -> dict[str, Path]:
     """Write every context the images need; returns image key → context directory."""
-    root = contexts_root(topology)
     if bookworm is None:
         bookworm = host_runs_bookworm()
-    paths: dict[str, Path] = {}
+    found = paths(topology, images)
     for key, spec in images.items():
+        directory = found[key]
         if spec.context == "app":
-            paths[key] = workload_dir(topology)
             continue
-        directory = root / (spec.context if spec.context in ("runtime", "service") else key)
         if spec.context == "runtime":
             _runtime(directory, apt, bookworm)
         elif spec.wheels:
             wheels(spec.wheels, directory / "wheels")
         else:
             (directory / "wheels").mkdir(parents=True, exist_ok=True)
-        paths[key] = directory
-    return paths
+    return found
 
 
 #: What a build never sees (app/.dockerignore says the same for the workload).

@@ -23,6 +23,8 @@ from __future__ import annotations
 
 import io
 import re
+import secrets
+import string
 import tarfile
 import time
 from collections.abc import Callable
@@ -34,12 +36,11 @@ from typing import Any
 import docker
 from docker.errors import APIError, NotFound
 
-from tests.pulumi_recording import (
+from infra.docker.preview import (
     RANDOM_PASSWORD,
     RecordingMocks,
     close,
     install_mocks,
-    real_password,
     record,
     unwrap,
 )
@@ -88,6 +89,20 @@ class Applied:
     secrets: dict[str, str] = field(default_factory=dict, repr=False)
 
 
+def real_password(inputs: dict[str, Any]) -> str:
+    """What the random provider's RandomPassword generates for these inputs
+    (alphanumeric: the program asks for no special characters)."""
+    if inputs.get("special"):
+        raise ValueError("RandomPassword with special=true: the stand-in only makes "
+                         "alphanumeric passwords, as the program asks")
+    length = int(inputs.get("length", 32))
+    alphabet = string.ascii_letters + string.digits
+    while True:
+        value = "".join(secrets.choice(alphabet) for _ in range(length))
+        if sum(c.isdigit() for c in value) >= int(inputs.get("minNumeric", 0)):
+            return value
+
+
 def evaluate(topology: Topology, contexts: dict[str, Path] | None = None,
              publish_monitoring: bool = False, grafana: bool = True) -> list[Resource]:
     """The program's resources in registration (dependency) order, secrets unwrapped."""
@@ -106,6 +121,37 @@ def evaluate(topology: Topology, contexts: dict[str, Path] | None = None,
             # The provider's output, which the engine would keep in the stack's state.
             resource.outputs["result"] = generated[resource.name]
     return resources
+
+
+def in_dependency_order(topology: Topology, resources: list[Resource]) -> list[Resource]:
+    """The order the engine would create them in.
+
+    Pulumi's SDK registers a resource as soon as its inputs resolve, so the records
+    come in no dependency order, and the mocks are not told a resource's `depends_on`.
+    The program declares that order from its plan (images FROM their parents,
+    containers after the containers they wait for: `program._order`), so it is read
+    from there: networks and volumes, images, sandboxes, then containers.
+    """
+    stack_plan = program.plan(topology)
+    image_rank = {spec.name: i for i, spec in enumerate(stack_plan.images.values())}
+    container_rank = {stack_plan.name(spec): i for i, (spec, _) in
+                      enumerate(program._order(stack_plan.containers, stack_plan.name))}
+    sandboxes = {h.sandbox for h in stack_plan.hosts}
+
+    def rank(item: tuple[int, Resource]) -> tuple[int, int]:
+        index, resource = item
+        if resource.typ in (NETWORK, VOLUME, RANDOM_PASSWORD):
+            return (0, index)
+        if resource.typ in (IMAGE, REMOTE_IMAGE):
+            return (1, image_rank.get(resource.inputs.get("imageName"), len(image_rank)))
+        name = resource.inputs.get("name")
+        if name in sandboxes:
+            return (2, index)
+        if name not in container_rank:
+            raise UnsupportedInput(f"container {name}: not in the program's plan")
+        return (3, container_rank[name])
+
+    return [r for _, r in sorted(enumerate(resources), key=rank)]
 
 
 class _Fields:
@@ -174,7 +220,7 @@ class Standin:
     def up(self, topology: Topology, resources: list[Resource]) -> Applied:
         applied = Applied()
         first_start: float | None = None
-        for resource in resources:
+        for resource in in_dependency_order(topology, resources):
             if resource.typ == RANDOM_PASSWORD:
                 continue
             handler = {NETWORK: self._network, VOLUME: self._volume, IMAGE: self._image,

@@ -18,7 +18,7 @@ import pulumi
 import pytest
 import yaml
 
-from tests.pulumi_recording import (
+from infra.docker.preview import (
     RecordingMocks,
     close,
     install_mocks,

@@ -40,3 +40,38 @@ def test_an_unknown_target_is_refused_not_taken_for_local(task, stack_file):
     assert caught.value.code == 2
     assert "--target must be local or docker, not 'dockr'" in str(caught.value.message)
     assert (stack_file.parent / "state" / "keep").exists()  # nothing was destroyed
+
+
+def test_test_stages_are_chosen_by_name_and_an_unknown_one_changes_nothing(monkeypatch):
+    tasks = load_tasks()
+    ran: list[str] = []
+    monkeypatch.setattr(tasks, "lint", lambda c: ran.append("lint"))
+
+    class FakeContext(Context):
+        def run(self, command: str, **_kwargs):  # noqa: ANN202
+            ran.append(command.split("-m ", 1)[1].split(" --junitxml")[0])
+
+            class Result:
+                exited = 0
+            return Result()
+
+    with pytest.raises(Exit) as caught:
+        tasks.test(FakeContext(), stage=["unit", "dockr"])
+    assert caught.value.code == 2 and "dockr" in str(caught.value) and ran == []
+    tasks.test(FakeContext(), stage=["docker", "lint"])
+    assert ran == ["lint", "docker"]
+    ran.clear()
+    tasks.test(FakeContext(), fast=True)
+    assert ran == ["lint", "'not slow and not deploy'"]
+
+
+def test_preview_lists_the_programs_resources_without_a_cli(capsys):
+    tasks = load_tasks()
+    tasks.preview(Context())
+    err = capsys.readouterr().err
+    assert "Pulumi program under mocks" in err
+    assert "publishes 127.0.10.10:8080" in err and "cp-lab internal 172.16.10.0/24" in err
+    assert "MockSecret" not in err
+    with pytest.raises(Exit) as caught:
+        tasks.preview(Context(), target="local")
+    assert caught.value.code == 2

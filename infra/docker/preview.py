@@ -10,14 +10,15 @@ the recorded resources on a real engine (tests/docker_target/pulumi_standin.py).
 from __future__ import annotations
 
 import asyncio
-import secrets
-import string
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import pulumi
 from pulumi.runtime import rpc
 from pulumi.runtime import settings as pulumi_settings
+
+from infra.topology import Topology
 
 RANDOM_PASSWORD = "random:index/randomPassword:RandomPassword"
 REMOTE_IMAGE = "docker:index/remoteImage:RemoteImage"
@@ -25,20 +26,6 @@ REMOTE_IMAGE = "docker:index/remoteImage:RemoteImage"
 
 def mock_secret_value(resource_name: str) -> str:
     return f"MockSecret{resource_name.removeprefix('secret-').replace('-', '')}Value"
-
-
-def real_password(inputs: dict[str, Any]) -> str:
-    """What the random provider's RandomPassword generates for these inputs
-    (alphanumeric: the program asks for no special characters)."""
-    if inputs.get("special"):
-        raise ValueError("RandomPassword with special=true: the stand-in only makes "
-                         "alphanumeric passwords, as the program asks")
-    length = int(inputs.get("length", 32))
-    alphabet = string.ascii_letters + string.digits
-    while True:
-        value = "".join(secrets.choice(alphabet) for _ in range(length))
-        if sum(c.isdigit() for c in value) >= int(inputs.get("minNumeric", 0)):
-            return value
 
 
 class RecordingMocks(pulumi.runtime.Mocks):
@@ -123,3 +110,59 @@ def record(program: Callable[[], Any], stack: str, mocks: RecordingMocks
     finally:
         close(loop)
     return mocks.resources
+
+
+@dataclass(frozen=True)
+class PreviewRow:
+    type: str
+    name: str
+    #: The inputs that say what it is: image, network, ports, mounts.
+    detail: str
+
+
+def _detail(typ: str, inputs: dict[str, Any]) -> str:
+    if typ.endswith(":Container"):
+        # A pulled image is referred to by its id (the mocks make it "sha256:<name>").
+        parts = [f"image {str(inputs.get('image')).removeprefix('sha256:')}"]
+        if inputs.get("networkMode"):
+            parts.append(f"joins {inputs['networkMode'].removeprefix('container:')}"
+                         .removesuffix("-id"))
+        for net in inputs.get("networksAdvanced") or []:
+            parts.append(f"on {net['name']}" + (f" {net['ipv4Address']}"
+                                                 if net.get("ipv4Address") else ""))
+        for port in inputs.get("ports") or []:
+            parts.append(f"publishes {port.get('ip')}:{int(port['external'])}")
+        for mount in inputs.get("volumes") or []:
+            parts.append(f"mounts {mount['volumeName']}")
+        return ", ".join(parts)
+    if typ.endswith(":Image"):
+        build = inputs.get("build") or {}
+        return f"{inputs.get('imageName')} from {build.get('dockerfile', '?')}"
+    if typ.endswith(":Network"):
+        subnets = [c.get("subnet") for c in inputs.get("ipamConfigs") or []]
+        return (f"{inputs.get('name')}" + (" internal" if inputs.get("internal") else "")
+                + (f" {', '.join(subnets)}" if subnets else ""))
+    if typ.endswith(":RemoteImage"):
+        return f"pulls {inputs.get('name')}"
+    return str(inputs.get("name", ""))
+
+
+def preview(topology: Topology, publish_monitoring: bool = False) -> list[PreviewRow]:
+    """Every resource the program would create, in the order it declares them."""
+    loop = install_mocks(RecordingMocks(), topology.stack)
+    close(loop)
+    # Imported with the mocks in place: Pulumi reads its settings at import.
+    from infra.docker import build_contexts, program
+    from infra.docker.services import plan
+
+    stack_plan = plan(topology, publish_monitoring)
+    contexts = build_contexts.paths(topology, stack_plan.images)
+    records = record(lambda: program.define_stack(topology, publish_monitoring,
+                                                  contexts=contexts),
+                     topology.stack, RecordingMocks())
+    rows = []
+    for r in records:
+        inputs, _ = unwrap(dict(r.inputs))
+        rows.append(PreviewRow(type=r.typ.split(":")[-1], name=r.name,
+                               detail=_detail(r.typ, inputs)))
+    return rows
