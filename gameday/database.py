@@ -20,17 +20,22 @@ AUDIT_TABLE = "civicpulse_audit_event"
 
 def conninfo(topology: Topology, via: Literal["pgbouncer", "postgresql"] = "pgbouncer",
              application_name: str = "civicpulse-gameday",
-             connect_timeout: int = 3) -> dict[str, Any]:
-    return pg_conninfo(topology, topology.one(via), APP, application_name=application_name,
+             connect_timeout: int = 3, at: tuple[str, int] | None = None) -> dict[str, Any]:
+    """`at`: where this machine reaches `via` (a target's endpoint), if not its address."""
+    info = pg_conninfo(topology, topology.one(via), APP, application_name=application_name,
                        connect_timeout=connect_timeout)
+    if at is not None:
+        info.update(host=at[0], port=at[1])
+    return info
 
 
 def connect(topology: Topology, via: Literal["pgbouncer", "postgresql"] = "pgbouncer",
-            application_name: str = "civicpulse-gameday") -> Any:
+            application_name: str = "civicpulse-gameday",
+            at: tuple[str, int] | None = None) -> Any:
     import psycopg
 
-    return psycopg.connect(**conninfo(topology, via, application_name), autocommit=True,
-                           prepare_threshold=None)
+    return psycopg.connect(**conninfo(topology, via, application_name, at=at),
+                           autocommit=True, prepare_threshold=None)
 
 
 _USERS_SQL = (f"SELECT id, username FROM {USERS_TABLE} "
@@ -39,10 +44,11 @@ _EVENTS_SQL = (f"SELECT id, action, target_id, request_id FROM {AUDIT_TABLE} "
                "WHERE starts_with(request_id, %s) OR target_id = ANY(%s) ORDER BY id")
 
 
-def fetch_run_rows(topology: Topology, prefix: str) -> tuple[list[UserRow], list[AuditRow]]:
+def fetch_run_rows(topology: Topology, prefix: str, at: tuple[str, int] | None = None
+                   ) -> tuple[list[UserRow], list[AuditRow]]:
     """User rows whose username starts with the run's prefix, and the audit events that
     point at them or carry one of the run's request ids."""
-    with connect(topology, application_name="civicpulse-gameday-reconcile") as conn:
+    with connect(topology, application_name="civicpulse-gameday-reconcile", at=at) as conn:
         # One transaction: SET LOCAL lifts the app role's request-sized statement
         # timeout for this read only (a session SET would leak to other clients of
         # the same server connection behind PgBouncer's transaction pooling).

@@ -18,17 +18,23 @@ from gameday.runbook_runner import RunbookResult
 from gameday.scenario import Scenario
 from gameday.score import scenario_score
 from gameday.verdict import evaluate, hypothesis_holds
+from infra.targets.base import Target
 from infra.topology import Topology
 
 
-def reconcile_run(topology: Topology, prefix: str,
-                  writes: list[WriteRecord]) -> Reconciliation:
+def reconcile_run(topology: Topology, prefix: str, writes: list[WriteRecord],
+                  target: Target | None = None) -> Reconciliation:
     """The scenario's writes (usernames and request ids start with `prefix`) against
-    the rows PostgreSQL holds; a database that cannot be read is a failed check."""
+    the rows PostgreSQL holds, read through PgBouncer where `target` says this machine
+    reaches it; a database that cannot be read is a failed check."""
     from gameday.database import fetch_run_rows
 
     try:
-        users, events = fetch_run_rows(topology, prefix)
+        if target is None:
+            users, events = fetch_run_rows(topology, prefix)
+        else:
+            with target.endpoint(topology.one("pgbouncer")) as at:
+                users, events = fetch_run_rows(topology, prefix, at=at)
     except Exception as exc:  # noqa: BLE001 - reported as a failed check
         result = Reconciliation(source="sql")
         result.error = f"could not read the database: {type(exc).__name__}: {exc}"

@@ -376,7 +376,8 @@ class ScenarioRunner:
         s, r = self.scenario, self.result
         measure(s, r, self.timeline, self.clock.now(), self.load.samples if self.load else [])
         r.reconciliation = await asyncio.to_thread(
-            reconcile_run, self.topology, self.prefix, self.load.writes if self.load else [])
+            reconcile_run, self.topology, self.prefix, self.load.writes if self.load else [],
+            self.target)
         r.runbook = runbook_outcome(s, self.runbook_task)
         decide(s, r, self.timeline, self.fault is not None and self.fault.fully_rolled_back)
 

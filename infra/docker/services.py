@@ -236,11 +236,15 @@ class _Planner:
         """The lab pager (Alertmanager's webhook receiver), next to Alertmanager."""
         program = supervised_program(self.ctx, svc, name="notification_log")
         directory = self.resolve("alertmanager", "{{ alertmanager_dir }}")
+        log_dir = self.resolve("alertmanager", "{{ alertmanager_notification_log | dirname }}")
         port = self.topology.monitoring.webhook_port
         return self.spec(
             svc, program, service="notification_log", port=port,
             image=image_name(self.topology, "alertmanager"),
             healthcheck=_http(_local(port, "/-/healthy")),
+            # A volume of its own: the GameDay engine reads the log where the engine
+            # keeps it (DockerTarget.notification_log), as it reads the file locally.
+            volumes=((self.layout.volume(svc.host, "notification_log"), log_dir),),
             files=(static_file(f"{directory}/notification_log.py",
                                NOTIFICATION_LOG.read_text(encoding="utf-8"),
                                repo_relative(NOTIFICATION_LOG)),),

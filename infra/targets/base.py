@@ -13,12 +13,13 @@ tasks.py shows the one and turns the other into an exit code.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -203,6 +204,12 @@ class Target(ABC):
         """Whether any network fault of ours is in place."""
 
     # --- alerts -----------------------------------------------------------------
+    @contextlib.contextmanager
+    def endpoint(self, service: Service) -> Iterator[tuple[str, int]]:
+        """Where this machine reaches the service's port, for as long as the context
+        lasts: its own address here; a relay where the port is not published."""
+        yield service.address, service.port
+
     def notification_log(self) -> Path | None:
         """The stack's own webhook receiver's log (the lab pager), if the engine can
         read it; None means the engine listens on the webhook address itself."""

@@ -38,11 +38,12 @@ with a fake runner; whether each image behaves as assumed is for the first real 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shlex
 import signal
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -59,6 +60,7 @@ from infra.targets.base import (
     Target,
     run_command,
 )
+from infra.targets.port_forward import PortForward, relay_command
 from infra.topology import Service, Topology
 
 DOCKER = "docker"
@@ -200,6 +202,30 @@ class DockerTarget(Target):
 
     def send_signal(self, pid: int, sig: int) -> None:
         self._send_signal(pid, sig)
+
+    @contextlib.contextmanager
+    def endpoint(self, service: Service) -> Iterator[tuple[str, int]]:
+        """A loopback port relayed into the service's container (only nginx and, with
+        publish_monitoring, Prometheus are published; see infra.targets.port_forward)."""
+        command = relay_command([DOCKER, "exec", "-i", self.container(service)], service.port)
+        with PortForward(lambda: command) as address:
+            yield address
+
+    def notification_log(self) -> Path | None:
+        """The pager's log in its volume, when the engine's data is on this machine."""
+        from infra.paths import NOTIFICATION_LOG
+
+        try:
+            host = self.topology.one("alertmanager").host
+        except KeyError:
+            return None
+        result = self.docker("volume", "inspect", "--format", "{{.Mountpoint}}",
+                             self.layout.volume(host, "notification_log"), timeout_s=15)
+        if not result.ok or not result.stdout.strip():
+            return None
+        directory = Path(result.stdout.strip())
+        # An engine elsewhere (a VM, a remote host): its paths are not ours to read.
+        return directory / NOTIFICATION_LOG.name if directory.is_dir() else None
 
     # --- hosts ----------------------------------------------------------------------
     def exec_container(self, host: str, user: str | None) -> str:

@@ -231,6 +231,8 @@ def test_data_lives_in_named_volumes(lab):
         ("cache", "redis"): "/var/lib/civicpulse/redis",
         ("monitor", "prometheus"): "/var/lib/civicpulse/prometheus/data",
         ("monitor", "grafana"): "/var/lib/grafana",
+        # The pager's log, which the GameDay engine reads from the volume.
+        ("monitor", "notification_log"): "/var/lib/civicpulse/alertmanager/notifications",
     }
     assert volumes == {f"cp-lab-{h}-{s}-data" for h, s in mounts}
     containers = lab.service_containers()
