@@ -311,7 +311,10 @@ class _Planner:
         if password_file:
             files.append(secret_file(password_file, secret, uid))
         return self.spec(svc, program, healthcheck=_http(_local(svc.port, "/metrics")),
-                         files=tuple(files), memory_mb=96, cpus=0.25, after=("pgbouncer",))
+                         # Python, scraped every second with a 0.8 s deadline: at 0.25 CPU
+                         # the CFS quota alone made scrapes miss it under load (measured:
+                         # PgbouncerDown flapped for 2 s twice in a redis-down GameDay).
+                         files=tuple(files), memory_mb=96, cpus=0.5, after=("pgbouncer",))
 
     def grafana(self, host: str, prometheus: Service) -> ContainerSpec:
         # monitoring/grafana/provisioning/** → Grafana's provisioning directory (`.j2`

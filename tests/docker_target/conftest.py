@@ -81,9 +81,11 @@ def docker_stack(dtest_topology: Topology) -> Iterator[DockerStack]:
             _log(f"Grafana left out: {GRAFANA_IMAGE} is not in the engine's store, and it "
                  "cannot be pulled here (no registry is reachable from this machine)")
         step = time.monotonic()
-        contexts = build_contexts.prepare(topology, plan(topology, grafana=grafana).images)
+        # Prometheus published too: the GameDay engine queries it from this machine.
+        contexts = build_contexts.prepare(
+            topology, plan(topology, publish_monitoring=True, grafana=grafana).images)
         timings["contexts_s"] = time.monotonic() - step
-        resources = evaluate(topology, contexts, grafana=grafana)
+        resources = evaluate(topology, contexts, publish_monitoring=True, grafana=grafana)
         step = time.monotonic()
         applied = Standin(client, log=_log).up(topology, resources)
         timings["up_s"] = time.monotonic() - step

@@ -163,19 +163,24 @@ def test_no_secret_in_a_world_readable_file(docker_stack: DockerStack):
         assert not any(v in env for v in values), container.name
 
 
-def test_only_nginx_is_published_and_only_on_loopback(docker_stack: DockerStack):
+def test_only_nginx_and_prometheus_are_published_and_only_on_loopback(
+        docker_stack: DockerStack):
     published = {}
     for container in stack_containers(docker_stack):
         for port, bindings in (container.attrs["NetworkSettings"]["Ports"] or {}).items():
             for binding in bindings or []:
                 published[(container.name, port)] = (binding["HostIp"], binding["HostPort"])
-    nginx = docker_stack.topology.one("nginx")
-    assert published == {(f"cp-{docker_stack.topology.stack}-{nginx.host}", f"{nginx.port}/tcp"):
-                         (nginx.address, str(nginx.port))}
+    stack = docker_stack.topology.stack
+    # The stage deploys with publish_monitoring (the GameDays query Prometheus).
+    expected = {(f"cp-{stack}-{s.host}", f"{s.port}/tcp"): (s.address, str(s.port))
+                for s in (docker_stack.topology.one("nginx"),
+                          docker_stack.topology.one("prometheus"))}
+    assert published == expected
     with open("/proc/sys/net/ipv4/ip_forward") as fh:
         assert fh.read().strip() == "0"
-    network = docker_stack.client.networks.get(f"cp-{docker_stack.topology.stack}")
+    network = docker_stack.client.networks.get(f"cp-{stack}")
     assert network.attrs["Internal"] is True
     assert network.attrs["IPAM"]["Config"][0]["Subnet"] == "172.16.30.0/24"
+    nginx = docker_stack.topology.one("nginx")
     with socket.create_connection((nginx.address, nginx.port), timeout=2):
         pass
