@@ -73,7 +73,7 @@ RUNBOOK = textwrap.dedent("""\
 def fake(tmp_path, monkeypatch):
     stack = FakeStack(tmp_path)
     monkeypatch.setattr(database, "fetch_run_rows",
-                        lambda topology, prefix: stack.state.rows(prefix))
+                        lambda topology, prefix, at=None: stack.state.rows(prefix))
     yield stack
     stack.close()
 
