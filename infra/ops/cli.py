@@ -59,7 +59,14 @@ def _logs_args(p: argparse.ArgumentParser) -> None:
 
 
 def _restart_args(p: argparse.ArgumentParser) -> None:
-    _service_host(p)
+    which = p.add_mutually_exclusive_group(required=True)
+    which.add_argument("--service", default=None,
+                       help="service name from the stack config (postgresql, app, redis, …)")
+    which.add_argument("--scrape-target", default=None, metavar="ADDRESS:PORT",
+                       help="the service instance Prometheus scrapes there (an alert's "
+                            "instance label, e.g. TargetDown's) instead of --service/--host")
+    p.add_argument("--host", default=None,
+                   help="host name from the stack config (app1, db, …); empty = all")
     p.add_argument("--unhealthy", action="store_true",
                    help="only instances that do not answer at all (all hosts of the service); "
                         "alive but not ready (e.g. app 503 on a slow database) is left alone")
@@ -154,7 +161,8 @@ COMMANDS: dict[str, Command] = {c.name: c for c in (
             lambda t, a: services.process_list(t, a.service, a.host)),
     Command("restart", "restart one service on one host (or every unhealthy instance)",
             _restart_args,
-            lambda t, a: services.restart(t, a.service, a.host, a.unhealthy, a.wait)),
+            lambda t, a: services.restart(t, a.service, a.host, a.unhealthy, a.wait,
+                                          a.scrape_target)),
     Command("pools", "PgBouncer admin console: SHOW POOLS (or --show stats|lists|…)",
             _pools_args, lambda t, a: pgbouncer.show(t, a.show)),
     Command("pg-activity", "PostgreSQL client sessions, oldest transaction first", _none,
