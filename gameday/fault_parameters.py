@@ -92,6 +92,16 @@ class LoadSurgeParams(Params):
     ramp_s: float = Field(0, ge=0, le=600)
 
 
+class LongTransactionParams(Params):
+    """Held for the fault's duration_s (idle in transaction); no parameters yet."""
+
+
+class DeadlocksParams(Params):
+    #: How many deadlocks, one every interval_s, all within the fault's duration_s.
+    deadlocks: int = Field(1, ge=1, le=20)
+    interval_s: float = Field(5, ge=1, le=600)
+
+
 PARAMETERS: dict[str, type[Params]] = {
     "process_crash": ProcessCrashParams,
     "process_hang": ProcessHangParams,
@@ -103,6 +113,8 @@ PARAMETERS: dict[str, type[Params]] = {
     "disk_full": DiskFullParams,
     "cpu_saturation": CpuSaturationParams,
     "load_surge": LoadSurgeParams,
+    "long_transaction": LongTransactionParams,
+    "deadlocks": DeadlocksParams,
 }
 
 #: Faults that are one action (a signal), not a condition held for `duration_s`.
@@ -111,4 +123,5 @@ INSTANTANEOUS = frozenset({"process_crash"})
 FaultKindName = Literal[
     "process_crash", "process_hang", "service_stop", "network_partition", "packet_loss",
     "latency", "pool_exhaustion", "disk_full", "cpu_saturation", "load_surge",
+    "long_transaction", "deadlocks",
 ]

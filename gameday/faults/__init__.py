@@ -19,6 +19,8 @@ _MODULES = {
     "disk_full": ("gameday.faults.disk", "DiskFull"),
     "cpu_saturation": ("gameday.faults.cpu", "CpuSaturation"),
     "load_surge": ("gameday.faults.surge", "LoadSurge"),
+    "long_transaction": ("gameday.faults.transactions", "LongTransaction"),
+    "deadlocks": ("gameday.faults.transactions", "Deadlocks"),
 }
 
 
