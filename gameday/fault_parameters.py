@@ -102,6 +102,13 @@ class DeadlocksParams(Params):
     interval_s: float = Field(5, ge=1, le=600)
 
 
+class RedisFillParams(Params):
+    #: Write filler keys until used_memory reaches this share of maxmemory.
+    fill_percent: int = Field(95, ge=50, le=99)
+    #: Size of each filler value (KiB): few big keys fill fast and are few to delete.
+    value_kb: int = Field(1024, ge=1, le=8192)
+
+
 PARAMETERS: dict[str, type[Params]] = {
     "process_crash": ProcessCrashParams,
     "process_hang": ProcessHangParams,
@@ -115,6 +122,7 @@ PARAMETERS: dict[str, type[Params]] = {
     "load_surge": LoadSurgeParams,
     "long_transaction": LongTransactionParams,
     "deadlocks": DeadlocksParams,
+    "redis_fill": RedisFillParams,
 }
 
 #: Faults that are one action (a signal), not a condition held for `duration_s`.
@@ -123,5 +131,5 @@ INSTANTANEOUS = frozenset({"process_crash"})
 FaultKindName = Literal[
     "process_crash", "process_hang", "service_stop", "network_partition", "packet_loss",
     "latency", "pool_exhaustion", "disk_full", "cpu_saturation", "load_surge",
-    "long_transaction", "deadlocks",
+    "long_transaction", "deadlocks", "redis_fill",
 ]

@@ -21,6 +21,7 @@ _MODULES = {
     "load_surge": ("gameday.faults.surge", "LoadSurge"),
     "long_transaction": ("gameday.faults.transactions", "LongTransaction"),
     "deadlocks": ("gameday.faults.transactions", "Deadlocks"),
+    "redis_fill": ("gameday.faults.cache_fill", "RedisFill"),
 }
 
 

@@ -99,7 +99,14 @@ def _cache_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("keys", nargs="*", metavar="KEY", help="keys to delete, e.g. user:42")
     p.add_argument("--pattern", default=None, help="also keys matching this glob (SCAN MATCH)")
     p.add_argument("--max", type=int, default=1000, help="refuse if the pattern matches more")
+    p.add_argument("--foreign", action="store_true",
+                   help="also every key that is not the app's own (user:<id>)")
     p.add_argument("--dry-run", action="store_true", help="show what would go")
+
+
+def _cache_keys_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--sample", type=int, default=5000,
+                   help="size at most this many keys (SCAN, MEMORY USAGE; default 5000)")
 
 
 def _disk_args(p: argparse.ArgumentParser) -> None:
@@ -178,7 +185,10 @@ COMMANDS: dict[str, Command] = {c.name: c for c in (
             lambda t, a: drain.report(t)),
     Command("cache-del", "delete poisoned Redis keys (the app re-caches from PostgreSQL)",
             _cache_args,
-            lambda t, a: cache.delete_keys(t, a.keys, a.pattern, a.max, a.dry_run)),
+            lambda t, a: cache.delete_keys(t, a.keys, a.pattern, a.max, a.dry_run,
+                                           a.foreign)),
+    Command("cache-keys", "what fills Redis: memory, keys by pattern, biggest first",
+            _cache_keys_args, lambda t, a: cache.usage(t, a.sample)),
     Command("disk", "disk space of the stack; --clean frees rotated logs and balloons",
             _disk_args,
             lambda t, a: disk.disk(t, a.clean, a.truncate_access_log, a.min_free_pct, a.top)),
