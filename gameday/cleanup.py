@@ -26,6 +26,7 @@ from gameday.faults import load_all
 from gameday.faults.base import UNDO_HANDLERS, UndoContext, run_undo
 from gameday.faults.cache_fill import delete_prefix, stack_prefix
 from gameday.faults.disk import BALLOON
+from gameday.faults.pgbouncer_limit import restore_configured_limits
 from gameday.rollback_log import FAILED_UNDO, UNDONE, StackLock, read_rollback_logs
 from infra import procfs
 from infra.connections import redis_client
@@ -127,6 +128,10 @@ def _sweep(topology: Topology, target: Target, report: CleanupReport) -> None:
                                   f"process(es) of {svc.name}@{svc.host}")
 
     _sweep_redis(topology, report)
+    try:
+        report.actions += [f"sweep: {a}" for a in restore_configured_limits(topology, target)]
+    except Exception as exc:  # noqa: BLE001
+        report.problems.append(f"sweep: could not restore PgBouncer's max_client_conn: {exc}")
 
     # Balloons sit at the root of the volume they fill: any volume mounted inside the
     # stack's state (PostgreSQL's is <host>/postgresql/volume), or a host directory.

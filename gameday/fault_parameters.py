@@ -109,6 +109,12 @@ class RedisFillParams(Params):
     value_kb: int = Field(1024, ge=1, le=8192)
 
 
+class PgbouncerClientLimitParams(Params):
+    #: The clients PgBouncer has fill this share of the lowered max_client_conn
+    #: (PgbouncerMaxClientConnNearLimit fires above 0.8).
+    fill: float = Field(0.85, gt=0.5, lt=1.0)
+
+
 PARAMETERS: dict[str, type[Params]] = {
     "process_crash": ProcessCrashParams,
     "process_hang": ProcessHangParams,
@@ -123,6 +129,7 @@ PARAMETERS: dict[str, type[Params]] = {
     "long_transaction": LongTransactionParams,
     "deadlocks": DeadlocksParams,
     "redis_fill": RedisFillParams,
+    "pgbouncer_client_limit": PgbouncerClientLimitParams,
 }
 
 #: Faults that are one action (a signal), not a condition held for `duration_s`.
@@ -131,5 +138,5 @@ INSTANTANEOUS = frozenset({"process_crash"})
 FaultKindName = Literal[
     "process_crash", "process_hang", "service_stop", "network_partition", "packet_loss",
     "latency", "pool_exhaustion", "disk_full", "cpu_saturation", "load_surge",
-    "long_transaction", "deadlocks", "redis_fill",
+    "long_transaction", "deadlocks", "redis_fill", "pgbouncer_client_limit",
 ]

@@ -22,6 +22,7 @@ _MODULES = {
     "long_transaction": ("gameday.faults.transactions", "LongTransaction"),
     "deadlocks": ("gameday.faults.transactions", "Deadlocks"),
     "redis_fill": ("gameday.faults.cache_fill", "RedisFill"),
+    "pgbouncer_client_limit": ("gameday.faults.pgbouncer_limit", "PgbouncerClientLimit"),
 }
 
 
