@@ -25,6 +25,7 @@ import httpx
 from gameday.faults import load_all
 from gameday.faults.base import UNDO_HANDLERS, UndoContext, run_undo
 from gameday.faults.cache_fill import delete_prefix, stack_prefix
+from gameday.faults.config_reload import repair_marked_configs
 from gameday.faults.disk import BALLOON
 from gameday.faults.pgbouncer_limit import restore_configured_limits
 from gameday.rollback_log import FAILED_UNDO, UNDONE, StackLock, read_rollback_logs
@@ -132,6 +133,10 @@ def _sweep(topology: Topology, target: Target, report: CleanupReport) -> None:
         report.actions += [f"sweep: {a}" for a in restore_configured_limits(topology, target)]
     except Exception as exc:  # noqa: BLE001
         report.problems.append(f"sweep: could not restore PgBouncer's max_client_conn: {exc}")
+    try:
+        report.actions += [f"sweep: {a}" for a in repair_marked_configs(topology)]
+    except Exception as exc:  # noqa: BLE001
+        report.problems.append(f"sweep: could not repair a GameDay-broken config: {exc}")
 
     # Balloons sit at the root of the volume they fill: any volume mounted inside the
     # stack's state (PostgreSQL's is <host>/postgresql/volume), or a host directory.

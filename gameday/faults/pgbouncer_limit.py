@@ -23,13 +23,12 @@ from __future__ import annotations
 
 import asyncio
 import math
-import os
 import re
 import signal
 from pathlib import Path
 from typing import Any
 
-from gameday.faults.base import Fault, UndoContext, service_of, undo_handler
+from gameday.faults.base import Fault, UndoContext, service_of, undo_handler, write_like
 from infra.paths import host_dir
 from infra.topology import Service, Topology
 
@@ -59,21 +58,6 @@ def lowered_limit(used: int, fill: float) -> int:
     """The lowest limit at which `used` clients are at most `fill` of it, and never
     below used + 1 (one new client still gets in)."""
     return max(used + 1, math.floor(used / fill))
-
-
-def write_like(path: Path, text: str) -> None:
-    """Replace the file's content atomically, keeping its owner and mode."""
-    st = path.stat()
-    tmp = path.with_name(path.name + ".gameday-tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, st.st_mode & 0o777)
-    try:
-        os.write(fd, text.encode())
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    os.chown(tmp, st.st_uid, st.st_gid)
-    os.chmod(tmp, st.st_mode & 0o777)
-    os.replace(tmp, path)
 
 
 def reload(ctx_target: Any, service: Service) -> list[int]:
