@@ -25,7 +25,7 @@ import httpx
 from gameday.faults import load_all
 from gameday.faults.base import UNDO_HANDLERS, UndoContext, run_undo
 from gameday.faults.cache_fill import delete_prefix, stack_prefix
-from gameday.faults.config_reload import repair_marked_configs
+from gameday.faults.config_push import repair_marked_configs
 from gameday.faults.disk import BALLOON
 from gameday.faults.pgbouncer_limit import restore_configured_limits
 from gameday.rollback_log import FAILED_UNDO, UNDONE, StackLock, read_rollback_logs

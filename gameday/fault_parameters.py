@@ -115,8 +115,10 @@ class PgbouncerClientLimitParams(Params):
     fill: float = Field(0.85, gt=0.5, lt=1.0)
 
 
-class ConfigReloadFailureParams(Params):
-    """Held for the fault's duration_s (the broken file stays until rollback)."""
+class ConfigPushParams(Params):
+    #: broken: an unknown setting, the reload is refused (ConfigReloadFailed alerts).
+    #: no_alertmanagers (prometheus): a valid file listing no Alertmanager, reloaded.
+    change: Literal["broken", "no_alertmanagers"] = "broken"
 
 
 PARAMETERS: dict[str, type[Params]] = {
@@ -134,7 +136,7 @@ PARAMETERS: dict[str, type[Params]] = {
     "deadlocks": DeadlocksParams,
     "redis_fill": RedisFillParams,
     "pgbouncer_client_limit": PgbouncerClientLimitParams,
-    "config_reload_failure": ConfigReloadFailureParams,
+    "config_push": ConfigPushParams,
 }
 
 #: Faults that are one action (a signal), not a condition held for `duration_s`.
@@ -144,5 +146,5 @@ FaultKindName = Literal[
     "process_crash", "process_hang", "service_stop", "network_partition", "packet_loss",
     "latency", "pool_exhaustion", "disk_full", "cpu_saturation", "load_surge",
     "long_transaction", "deadlocks", "redis_fill", "pgbouncer_client_limit",
-    "config_reload_failure",
+    "config_push",
 ]

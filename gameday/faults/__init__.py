@@ -23,7 +23,7 @@ _MODULES = {
     "deadlocks": ("gameday.faults.transactions", "Deadlocks"),
     "redis_fill": ("gameday.faults.cache_fill", "RedisFill"),
     "pgbouncer_client_limit": ("gameday.faults.pgbouncer_limit", "PgbouncerClientLimit"),
-    "config_reload_failure": ("gameday.faults.config_reload", "ConfigReloadFailure"),
+    "config_push": ("gameday.faults.config_push", "ConfigPush"),
 }
 
 
