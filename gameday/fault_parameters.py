@@ -121,6 +121,12 @@ class ConfigPushParams(Params):
     change: Literal["broken", "no_alertmanagers"] = "broken"
 
 
+class DirectConnectionsParams(Params):
+    #: Open sessions until the cluster's client connections are this share of
+    #: max_connections (PostgresqlTooManyConnections fires above 0.8).
+    fill: float = Field(0.85, gt=0.5, lt=0.97)
+
+
 PARAMETERS: dict[str, type[Params]] = {
     "process_crash": ProcessCrashParams,
     "process_hang": ProcessHangParams,
@@ -134,6 +140,7 @@ PARAMETERS: dict[str, type[Params]] = {
     "load_surge": LoadSurgeParams,
     "long_transaction": LongTransactionParams,
     "deadlocks": DeadlocksParams,
+    "direct_connections": DirectConnectionsParams,
     "redis_fill": RedisFillParams,
     "pgbouncer_client_limit": PgbouncerClientLimitParams,
     "config_push": ConfigPushParams,
@@ -146,5 +153,5 @@ FaultKindName = Literal[
     "process_crash", "process_hang", "service_stop", "network_partition", "packet_loss",
     "latency", "pool_exhaustion", "disk_full", "cpu_saturation", "load_surge",
     "long_transaction", "deadlocks", "redis_fill", "pgbouncer_client_limit",
-    "config_push",
+    "config_push", "direct_connections",
 ]

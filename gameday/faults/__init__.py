@@ -21,6 +21,7 @@ _MODULES = {
     "load_surge": ("gameday.faults.surge", "LoadSurge"),
     "long_transaction": ("gameday.faults.transactions", "LongTransaction"),
     "deadlocks": ("gameday.faults.transactions", "Deadlocks"),
+    "direct_connections": ("gameday.faults.transactions", "DirectConnections"),
     "redis_fill": ("gameday.faults.cache_fill", "RedisFill"),
     "pgbouncer_client_limit": ("gameday.faults.pgbouncer_limit", "PgbouncerClientLimit"),
     "config_push": ("gameday.faults.config_push", "ConfigPush"),

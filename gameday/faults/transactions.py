@@ -1,4 +1,5 @@
-"""Transaction faults on PostgreSQL: a transaction left open, and transactions that deadlock.
+"""Session faults on PostgreSQL: a transaction left open, transactions that deadlock,
+and idle clients that bypass PgBouncer until the connection slots run short.
 
 Both are a second client of the database doing what the app never does, over direct
 connections to PostgreSQL as the app's role (a manual session or a batch job, not the
@@ -19,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
+import math
 from typing import Any
 
 from gameday import database
@@ -27,6 +29,7 @@ from gameday.faults.base import Fault
 
 LONG_TX_APP_NAME = "civicpulse-gameday-long-tx"
 DEADLOCK_APP_NAME = "civicpulse-gameday-deadlock"
+DIRECT_APP_NAME = "civicpulse-gameday-direct"
 
 
 async def _connect(fault: Fault, application_name: str) -> Any:
@@ -189,6 +192,71 @@ class Deadlocks(_Journaled):
         if task is not None:
             task.cancel()
             await asyncio.gather(task, return_exceptions=True)
+        for conn in getattr(self, "_conns", []):
+            with contextlib.suppress(Exception):
+                await conn.close()
+        self._conns = []
+        return await super().rollback()
+
+
+def connections_needed(current: int, max_connections: int, fill: float) -> int:
+    """How many more sessions put the cluster at `fill` of max_connections (never into
+    the superuser-reserved slots: at most max_connections - 3 - current)."""
+    goal = math.ceil(max_connections * fill)
+    return max(0, min(goal, max_connections - 3) - current)
+
+
+class DirectConnections(_Journaled):
+    """Idle sessions of the app's role straight to PostgreSQL (a script, a host
+    misconfigured to port 5432), opened until the cluster's connections reach `fill` of
+    max_connections, held for `duration_s`. PgBouncer keeps the slots it has; a new
+    server connection it needs beyond what is left fails ("too many clients")."""
+
+    kind = "direct_connections"
+    app_name_base = DIRECT_APP_NAME
+
+    def plan(self) -> list[str]:
+        svc = self.service
+        return [f"open idle sessions to {svc.name}@{svc.host} ({svc.endpoint}) bypassing "
+                f"PgBouncer until {self.params.fill:.0%} of max_connections "
+                f"({self.ctx.topology.sizing.postgresql.max_connections}) is used, "
+                f"{self.spec.duration_s:g}s"]
+
+    async def inject(self) -> None:
+        self._conns: list[Any] = []
+        self.journal(f"direct sessions as {self.application_name}")
+        probe = await _connect(self, self.application_name)
+        self._conns.append(probe)
+        row = await (await probe.execute(
+            "SELECT count(*), current_setting('max_connections')::int "
+            "FROM pg_stat_activity WHERE backend_type = 'client backend'")).fetchone()
+        current, max_connections = (int(row[0]), int(row[1])) if row else (0, 100)
+        wanted = connections_needed(current, max_connections, self.params.fill)
+        opened, failed = 0, None
+        for start in range(0, wanted, 10):  # ten at a time: SCRAM logins cost CPU
+            batch = await asyncio.gather(*(_connect(self, self.application_name)
+                                           for _ in range(min(10, wanted - start))),
+                                         return_exceptions=True)
+            for conn in batch:
+                if isinstance(conn, BaseException):
+                    failed = failed or conn
+                else:
+                    self._conns.append(conn)
+                    opened += 1
+            if failed:
+                break
+        pids = []
+        for conn in self._conns:
+            with contextlib.suppress(Exception):
+                pid_row = await (await conn.execute("SELECT pg_backend_pid()")).fetchone()
+                pids.append(int(pid_row[0]) if pid_row else 0)
+        self.ctx.rollback_log.update_undo(self._entry, pids=pids)
+        self.applied(self._entry)
+        self.ctx.log(f"{opened + 1} direct session(s) open ({current} client connections "
+                     f"before, max_connections {max_connections})"
+                     + (f"; stopped early: {failed}" if failed else ""))
+
+    async def rollback(self) -> list[str]:
         for conn in getattr(self, "_conns", []):
             with contextlib.suppress(Exception):
                 await conn.close()

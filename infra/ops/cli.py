@@ -89,6 +89,13 @@ def _kill_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--dry-run", action="store_true", help="list them, terminate nothing")
 
 
+def _kill_direct_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--idle-for", type=int, default=2, metavar="SECONDS",
+                   help="only sessions idle at least this long, so that a statement in "
+                        "flight is not cut (default 2)")
+    p.add_argument("--dry-run", action="store_true", help="list them, terminate nothing")
+
+
 def _drain_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--host", required=True, help="the app host (app1, app2, …)")
     p.add_argument("--force", action="store_true",
@@ -177,6 +184,9 @@ COMMANDS: dict[str, Command] = {c.name: c for c in (
     Command("kill-idle-tx", "terminate sessions idle in a transaction for too long",
             _kill_args,
             lambda t, a: postgresql.kill_transactions(t, a.older_than, a.state, a.dry_run)),
+    Command("kill-direct-clients", "terminate idle sessions that bypass PgBouncer",
+            _kill_direct_args,
+            lambda t, a: postgresql.kill_direct_clients(t, a.idle_for, a.dry_run)),
     Command("drain", "take an app host out of nginx's upstream (graceful reload)",
             _drain_args, lambda t, a: drain.drain(t, a.host, a.force)),
     Command("undrain", "put a drained app host back into nginx's upstream", _drain_args,

@@ -207,3 +207,42 @@ def test_cleanup_ends_the_sessions_a_killed_run_left(topology, fake_pg, undone):
     assert any("transaction held open" in a for a in report.actions)
     assert read_rollback_log(topology.state_dir) is None or all(
         e.state == UNDONE for e in read_rollback_log(topology.state_dir).entries)
+
+
+# --- direct_connections ---------------------------------------------------------------------
+
+@pytest.mark.parametrize("current, maximum, fill, needed", [
+    (13, 100, 0.85, 72),   # the lab: 85 of 100
+    (90, 100, 0.85, 0),    # already there: nothing opened
+    (10, 100, 0.99, 87),   # never into the 3 superuser-reserved slots
+])
+def test_direct_connections_needed(current, maximum, fill, needed):
+    assert transactions.connections_needed(current, maximum, fill) == needed
+
+
+def test_direct_connections_are_journaled_first_bounded_and_closed(
+        topology, fake_pg, undone, monkeypatch):
+    _locks, opened, _log, log_at_connect = fake_pg
+
+    async def fetch_counts(self):
+        return (13, 100) if self.pid == 9000 else (self.pid, 0)
+
+    monkeypatch.setattr(FakeCursor, "fetchone", fetch_counts)
+    fault, rollback_log = make(topology, "direct_connections", duration=45, fill=0.85)
+    asyncio.run(fault.inject())
+    assert len(opened) == 1 + 72  # the probe session, then 72 more: 85 of 100
+    assert all(entries and entries[0]["state"] == INTENT for entries in log_at_connect)
+    assert rollback_log.entries[0].undo["application_name"] == "civicpulse-gameday-direct-r1"
+    asyncio.run(fault.rollback())
+    assert all(c.closed for c in opened) and fault.fully_rolled_back
+
+
+def test_kill_direct_clients_spares_pgbouncers_backends_and_busy_sessions():
+    from infra.ops.postgresql import direct_candidates
+
+    sessions = [(1, "civicpulse", "", "idle", 60),        # PgBouncer's: spared
+                (2, "civicpulse", "gd", "idle", 30),       # direct, idle: terminated
+                (3, "civicpulse", "gd", "active", 30),     # running a statement: spared
+                (4, "civicpulse", "gd", "idle", 1),        # just used: spared
+                (5, "civicpulse", "psql", "idle in transaction", 99)]  # kill-idle-tx's
+    assert [r[0] for r in direct_candidates(sessions, {1}, 2)] == [2]
