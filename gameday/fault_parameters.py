@@ -127,6 +127,13 @@ class DirectConnectionsParams(Params):
     fill: float = Field(0.85, gt=0.5, lt=0.97)
 
 
+class RedisConnectionFloodParams(Params):
+    #: Slots left free while the connections are held (the exporter's scrape, the app).
+    headroom: int = Field(3, ge=1, le=50)
+    #: Connections tried past maxclients in the burst (each one refused).
+    burst: int = Field(3, ge=1, le=50)
+
+
 PARAMETERS: dict[str, type[Params]] = {
     "process_crash": ProcessCrashParams,
     "process_hang": ProcessHangParams,
@@ -142,6 +149,7 @@ PARAMETERS: dict[str, type[Params]] = {
     "deadlocks": DeadlocksParams,
     "direct_connections": DirectConnectionsParams,
     "redis_fill": RedisFillParams,
+    "redis_connection_flood": RedisConnectionFloodParams,
     "pgbouncer_client_limit": PgbouncerClientLimitParams,
     "config_push": ConfigPushParams,
 }
@@ -153,5 +161,5 @@ FaultKindName = Literal[
     "process_crash", "process_hang", "service_stop", "network_partition", "packet_loss",
     "latency", "pool_exhaustion", "disk_full", "cpu_saturation", "load_surge",
     "long_transaction", "deadlocks", "redis_fill", "pgbouncer_client_limit",
-    "config_push", "direct_connections",
+    "config_push", "direct_connections", "redis_connection_flood",
 ]

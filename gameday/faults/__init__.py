@@ -23,6 +23,7 @@ _MODULES = {
     "deadlocks": ("gameday.faults.transactions", "Deadlocks"),
     "direct_connections": ("gameday.faults.transactions", "DirectConnections"),
     "redis_fill": ("gameday.faults.cache_fill", "RedisFill"),
+    "redis_connection_flood": ("gameday.faults.cache_clients", "RedisConnectionFlood"),
     "pgbouncer_client_limit": ("gameday.faults.pgbouncer_limit", "PgbouncerClientLimit"),
     "config_push": ("gameday.faults.config_push", "ConfigPush"),
 }

@@ -138,3 +138,59 @@ def delete_keys(topology: Topology, keys: list[str], pattern: str | None = None,
     finally:
         conn.close()
     return outcome
+
+
+#: The name the app's Redis connections carry (app/civicpulse/core/cache.py,
+#: `client_name`): any other client of this Redis is foreign.
+APP_CLIENT_NAME = "civicpulse"
+
+
+def foreign_idle_clients(clients: list[dict], idle_for_s: int) -> list[dict]:
+    """CLIENT LIST entries that are not the app's and have been idle at least S (this
+    command's own connection is busy, idle 0)."""
+    return [c for c in clients
+            if c.get("name") != APP_CLIENT_NAME and int(c.get("idle", 0)) >= idle_for_s]
+
+
+def clients(topology: Topology, kill_foreign_idle_for: int | None = None,
+            dry_run: bool = False) -> Outcome:
+    """Redis' clients grouped by name and source address (count, max idle); with
+    `kill_foreign_idle_for`, CLIENT KILL every client that is not the app's and has been
+    idle at least that long (a leak holding maxclients' slots)."""
+    if kill_foreign_idle_for is not None and kill_foreign_idle_for < 1:
+        raise OpsError("--kill-foreign-idle-for must be at least 1 second")
+    conn = client(topology)
+    try:
+        info = conn.info("clients")
+        listed = conn.client_list()
+        victims = ([] if kill_foreign_idle_for is None
+                   else foreign_idle_clients(listed, kill_foreign_idle_for))
+        killed = 0
+        if victims and not dry_run:
+            pipe = conn.pipeline(transaction=False)
+            for entry in victims:
+                pipe.client_kill_filter(_id=entry["id"])
+            killed = sum(int(bool(r)) for r in pipe.execute(raise_on_error=False)
+                         if not isinstance(r, Exception))
+    except redis.RedisError as exc:
+        outcome = Outcome(title="Redis clients")
+        outcome.fail(f"Redis at {one_instance(topology, 'redis').endpoint} failed: {exc}")
+        return outcome
+    finally:
+        conn.close()
+    groups: dict[tuple[str, str], list[int]] = {}
+    for entry in listed:
+        key = (entry.get("name") or "(no name)", str(entry.get("addr", "?")).rsplit(":", 1)[0])
+        groups.setdefault(key, []).append(int(entry.get("idle", 0)))
+    outcome = Outcome(title=f"Redis clients: {info.get('connected_clients')} of maxclients "
+                            f"{info.get('maxclients')}",
+                      columns=["name", "address", "clients", "max_idle_s", "owner"],
+                      rows=[[name, addr, len(idle), max(idle),
+                             "app" if name == APP_CLIENT_NAME else "foreign"]
+                            for (name, addr), idle in sorted(groups.items(),
+                                                             key=lambda kv: -len(kv[1]))])
+    if kill_foreign_idle_for is not None:
+        outcome.note(f"{'would kill' if dry_run else 'killed'} "
+                     f"{len(victims) if dry_run else killed} foreign client(s) idle >= "
+                     f"{kill_foreign_idle_for}s")
+    return outcome

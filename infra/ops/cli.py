@@ -116,6 +116,12 @@ def _cache_keys_args(p: argparse.ArgumentParser) -> None:
                    help="size at most this many keys (SCAN, MEMORY USAGE; default 5000)")
 
 
+def _cache_clients_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--kill-foreign-idle-for", type=int, default=None, metavar="SECONDS",
+                   help="CLIENT KILL clients that are not the app's, idle this long")
+    p.add_argument("--dry-run", action="store_true", help="count them, kill nothing")
+
+
 def _disk_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--clean", action="store_true",
                    help="delete rotated logs and leftover GameDay balloon files")
@@ -197,6 +203,9 @@ COMMANDS: dict[str, Command] = {c.name: c for c in (
             _cache_args,
             lambda t, a: cache.delete_keys(t, a.keys, a.pattern, a.max, a.dry_run,
                                            a.foreign)),
+    Command("cache-clients", "Redis clients by name and address; kill foreign idle ones",
+            _cache_clients_args,
+            lambda t, a: cache.clients(t, a.kill_foreign_idle_for, a.dry_run)),
     Command("cache-keys", "what fills Redis: memory, keys by pattern, biggest first",
             _cache_keys_args, lambda t, a: cache.usage(t, a.sample)),
     Command("disk", "disk space of the stack; --clean frees rotated logs and balloons",
