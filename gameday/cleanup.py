@@ -24,9 +24,13 @@ import httpx
 
 from gameday.faults import load_all
 from gameday.faults.base import UNDO_HANDLERS, UndoContext, run_undo
+from gameday.faults.cache_fill import delete_prefix, stack_prefix
+from gameday.faults.config_push import repair_marked_configs
 from gameday.faults.disk import BALLOON
+from gameday.faults.pgbouncer_limit import restore_configured_limits
 from gameday.rollback_log import FAILED_UNDO, UNDONE, StackLock, read_rollback_logs
 from infra import procfs
+from infra.connections import redis_client
 from infra.ops.disk import stack_mounts
 from infra.paths import host_dir
 from infra.targets import nft, target_for
@@ -124,6 +128,16 @@ def _sweep(topology: Topology, target: Target, report: CleanupReport) -> None:
             report.actions.append(f"sweep: SIGCONT {len(state.paused_pids)} stopped "
                                   f"process(es) of {svc.name}@{svc.host}")
 
+    _sweep_redis(topology, report)
+    try:
+        report.actions += [f"sweep: {a}" for a in restore_configured_limits(topology, target)]
+    except Exception as exc:  # noqa: BLE001
+        report.problems.append(f"sweep: could not restore PgBouncer's max_client_conn: {exc}")
+    try:
+        report.actions += [f"sweep: {a}" for a in repair_marked_configs(topology)]
+    except Exception as exc:  # noqa: BLE001
+        report.problems.append(f"sweep: could not repair a GameDay-broken config: {exc}")
+
     # Balloons sit at the root of the volume they fill: any volume mounted inside the
     # stack's state (PostgreSQL's is <host>/postgresql/volume), or a host directory.
     state = topology.state_dir.resolve()
@@ -136,6 +150,27 @@ def _sweep(topology: Topology, target: Target, report: CleanupReport) -> None:
         if balloon.is_file():
             balloon.unlink()
             report.actions.append(f"sweep: removed {balloon}")
+
+
+def _sweep_redis(topology: Topology, report: CleanupReport) -> None:
+    """Filler keys under the stack's GameDay prefix (redis_fill). Best effort: a Redis
+    that does not answer is reported, not fatal, since every filler key has a TTL."""
+    if not topology.instances("redis"):
+        return
+    import redis
+
+    try:
+        conn = redis_client(topology, topology.one("redis"), timeout_s=3)
+        try:
+            deleted = delete_prefix(conn, stack_prefix(topology.stack))
+        finally:
+            conn.close()
+    except (redis.RedisError, OSError) as exc:
+        report.actions.append(f"sweep: Redis not reachable ({type(exc).__name__}); GameDay "
+                              "filler keys, if any, expire by their TTL")
+        return
+    if deleted:
+        report.actions.append(f"sweep: deleted {deleted} GameDay filler key(s) from Redis")
 
 
 def _check_health(topology: Topology, target: Target, report: CleanupReport,

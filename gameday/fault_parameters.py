@@ -92,6 +92,48 @@ class LoadSurgeParams(Params):
     ramp_s: float = Field(0, ge=0, le=600)
 
 
+class LongTransactionParams(Params):
+    """Held for the fault's duration_s (idle in transaction); no parameters yet."""
+
+
+class DeadlocksParams(Params):
+    #: How many deadlocks, one every interval_s, all within the fault's duration_s.
+    deadlocks: int = Field(1, ge=1, le=20)
+    interval_s: float = Field(5, ge=1, le=600)
+
+
+class RedisFillParams(Params):
+    #: Write filler keys until used_memory reaches this share of maxmemory.
+    fill_percent: int = Field(95, ge=50, le=99)
+    #: Size of each filler value (KiB): few big keys fill fast and are few to delete.
+    value_kb: int = Field(1024, ge=1, le=8192)
+
+
+class PgbouncerClientLimitParams(Params):
+    #: The clients PgBouncer has fill this share of the lowered max_client_conn
+    #: (PgbouncerMaxClientConnNearLimit fires above 0.8).
+    fill: float = Field(0.85, gt=0.5, lt=1.0)
+
+
+class ConfigPushParams(Params):
+    #: broken: an unknown setting, the reload is refused (ConfigReloadFailed alerts).
+    #: no_alertmanagers (prometheus): a valid file listing no Alertmanager, reloaded.
+    change: Literal["broken", "no_alertmanagers"] = "broken"
+
+
+class DirectConnectionsParams(Params):
+    #: Open sessions until the cluster's client connections are this share of
+    #: max_connections (PostgresqlTooManyConnections fires above 0.8).
+    fill: float = Field(0.85, gt=0.5, lt=0.97)
+
+
+class RedisConnectionFloodParams(Params):
+    #: Slots left free while the connections are held (the exporter's scrape, the app).
+    headroom: int = Field(3, ge=1, le=50)
+    #: Connections tried past maxclients in the burst (each one refused).
+    burst: int = Field(3, ge=1, le=50)
+
+
 PARAMETERS: dict[str, type[Params]] = {
     "process_crash": ProcessCrashParams,
     "process_hang": ProcessHangParams,
@@ -103,6 +145,13 @@ PARAMETERS: dict[str, type[Params]] = {
     "disk_full": DiskFullParams,
     "cpu_saturation": CpuSaturationParams,
     "load_surge": LoadSurgeParams,
+    "long_transaction": LongTransactionParams,
+    "deadlocks": DeadlocksParams,
+    "direct_connections": DirectConnectionsParams,
+    "redis_fill": RedisFillParams,
+    "redis_connection_flood": RedisConnectionFloodParams,
+    "pgbouncer_client_limit": PgbouncerClientLimitParams,
+    "config_push": ConfigPushParams,
 }
 
 #: Faults that are one action (a signal), not a condition held for `duration_s`.
@@ -111,4 +160,6 @@ INSTANTANEOUS = frozenset({"process_crash"})
 FaultKindName = Literal[
     "process_crash", "process_hang", "service_stop", "network_partition", "packet_loss",
     "latency", "pool_exhaustion", "disk_full", "cpu_saturation", "load_surge",
+    "long_transaction", "deadlocks", "redis_fill", "pgbouncer_client_limit",
+    "config_push", "direct_connections", "redis_connection_flood",
 ]

@@ -47,6 +47,7 @@ REDIS = frozenset({
     "redis_memory_used_bytes",
     "redis_memory_max_bytes",
     "redis_connected_clients",
+    "redis_config_maxclients",
     "redis_rejected_connections_total",
     "redis_commands_processed_total",
     "redis_keyspace_hits_total",

@@ -19,6 +19,13 @@ _MODULES = {
     "disk_full": ("gameday.faults.disk", "DiskFull"),
     "cpu_saturation": ("gameday.faults.cpu", "CpuSaturation"),
     "load_surge": ("gameday.faults.surge", "LoadSurge"),
+    "long_transaction": ("gameday.faults.transactions", "LongTransaction"),
+    "deadlocks": ("gameday.faults.transactions", "Deadlocks"),
+    "direct_connections": ("gameday.faults.transactions", "DirectConnections"),
+    "redis_fill": ("gameday.faults.cache_fill", "RedisFill"),
+    "redis_connection_flood": ("gameday.faults.cache_clients", "RedisConnectionFlood"),
+    "pgbouncer_client_limit": ("gameday.faults.pgbouncer_limit", "PgbouncerClientLimit"),
+    "config_push": ("gameday.faults.config_push", "ConfigPush"),
 }
 
 

@@ -12,9 +12,11 @@ The contract that makes rollback guaranteed:
 from __future__ import annotations
 
 import asyncio
+import os
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, ClassVar
 
 from gameday.rollback_log import APPLIED, FAILED_UNDO, UNDONE, RollbackEntry, RollbackLog
@@ -182,3 +184,18 @@ def _kill_marked(ctx: UndoContext, undo: dict[str, Any]) -> str:
 def marker_for(ctx: FaultContext, what: str) -> str:
     """A tag our helper processes carry in argv, unique to the stack and the run."""
     return f"civicpulse-gameday-{ctx.topology.stack}-{what}-{ctx.run_id}"
+
+
+def write_like(path: Path, text: str) -> None:
+    """Replace the file's content atomically, keeping its owner and mode."""
+    st = path.stat()
+    tmp = path.with_name(path.name + ".gameday-tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, st.st_mode & 0o777)
+    try:
+        os.write(fd, text.encode())
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    os.chown(tmp, st.st_uid, st.st_gid)
+    os.chmod(tmp, st.st_mode & 0o777)
+    os.replace(tmp, path)

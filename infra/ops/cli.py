@@ -59,7 +59,14 @@ def _logs_args(p: argparse.ArgumentParser) -> None:
 
 
 def _restart_args(p: argparse.ArgumentParser) -> None:
-    _service_host(p)
+    which = p.add_mutually_exclusive_group(required=True)
+    which.add_argument("--service", default=None,
+                       help="service name from the stack config (postgresql, app, redis, …)")
+    which.add_argument("--scrape-target", default=None, metavar="ADDRESS:PORT",
+                       help="the service instance Prometheus scrapes there (an alert's "
+                            "instance label, e.g. TargetDown's) instead of --service/--host")
+    p.add_argument("--host", default=None,
+                   help="host name from the stack config (app1, db, …); empty = all")
     p.add_argument("--unhealthy", action="store_true",
                    help="only instances that do not answer at all (all hosts of the service); "
                         "alive but not ready (e.g. app 503 on a slow database) is left alone")
@@ -82,6 +89,13 @@ def _kill_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--dry-run", action="store_true", help="list them, terminate nothing")
 
 
+def _kill_direct_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--idle-for", type=int, default=2, metavar="SECONDS",
+                   help="only sessions idle at least this long, so that a statement in "
+                        "flight is not cut (default 2)")
+    p.add_argument("--dry-run", action="store_true", help="list them, terminate nothing")
+
+
 def _drain_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--host", required=True, help="the app host (app1, app2, …)")
     p.add_argument("--force", action="store_true",
@@ -92,7 +106,20 @@ def _cache_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("keys", nargs="*", metavar="KEY", help="keys to delete, e.g. user:42")
     p.add_argument("--pattern", default=None, help="also keys matching this glob (SCAN MATCH)")
     p.add_argument("--max", type=int, default=1000, help="refuse if the pattern matches more")
+    p.add_argument("--foreign", action="store_true",
+                   help="also every key that is not the app's own (user:<id>)")
     p.add_argument("--dry-run", action="store_true", help="show what would go")
+
+
+def _cache_keys_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--sample", type=int, default=5000,
+                   help="size at most this many keys (SCAN, MEMORY USAGE; default 5000)")
+
+
+def _cache_clients_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--kill-foreign-idle-for", type=int, default=None, metavar="SECONDS",
+                   help="CLIENT KILL clients that are not the app's, idle this long")
+    p.add_argument("--dry-run", action="store_true", help="count them, kill nothing")
 
 
 def _disk_args(p: argparse.ArgumentParser) -> None:
@@ -154,7 +181,8 @@ COMMANDS: dict[str, Command] = {c.name: c for c in (
             lambda t, a: services.process_list(t, a.service, a.host)),
     Command("restart", "restart one service on one host (or every unhealthy instance)",
             _restart_args,
-            lambda t, a: services.restart(t, a.service, a.host, a.unhealthy, a.wait)),
+            lambda t, a: services.restart(t, a.service, a.host, a.unhealthy, a.wait,
+                                          a.scrape_target)),
     Command("pools", "PgBouncer admin console: SHOW POOLS (or --show stats|lists|…)",
             _pools_args, lambda t, a: pgbouncer.show(t, a.show)),
     Command("pg-activity", "PostgreSQL client sessions, oldest transaction first", _none,
@@ -162,6 +190,9 @@ COMMANDS: dict[str, Command] = {c.name: c for c in (
     Command("kill-idle-tx", "terminate sessions idle in a transaction for too long",
             _kill_args,
             lambda t, a: postgresql.kill_transactions(t, a.older_than, a.state, a.dry_run)),
+    Command("kill-direct-clients", "terminate idle sessions that bypass PgBouncer",
+            _kill_direct_args,
+            lambda t, a: postgresql.kill_direct_clients(t, a.idle_for, a.dry_run)),
     Command("drain", "take an app host out of nginx's upstream (graceful reload)",
             _drain_args, lambda t, a: drain.drain(t, a.host, a.force)),
     Command("undrain", "put a drained app host back into nginx's upstream", _drain_args,
@@ -170,7 +201,13 @@ COMMANDS: dict[str, Command] = {c.name: c for c in (
             lambda t, a: drain.report(t)),
     Command("cache-del", "delete poisoned Redis keys (the app re-caches from PostgreSQL)",
             _cache_args,
-            lambda t, a: cache.delete_keys(t, a.keys, a.pattern, a.max, a.dry_run)),
+            lambda t, a: cache.delete_keys(t, a.keys, a.pattern, a.max, a.dry_run,
+                                           a.foreign)),
+    Command("cache-clients", "Redis clients by name and address; kill foreign idle ones",
+            _cache_clients_args,
+            lambda t, a: cache.clients(t, a.kill_foreign_idle_for, a.dry_run)),
+    Command("cache-keys", "what fills Redis: memory, keys by pattern, biggest first",
+            _cache_keys_args, lambda t, a: cache.usage(t, a.sample)),
     Command("disk", "disk space of the stack; --clean frees rotated logs and balloons",
             _disk_args,
             lambda t, a: disk.disk(t, a.clean, a.truncate_access_log, a.min_free_pct, a.top)),

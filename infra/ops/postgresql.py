@@ -124,3 +124,70 @@ def kill_transactions(topology: Topology, older_than_s: int | None = None,
     if not victims:
         outcome.note("no matching session: nothing to do")
     return outcome
+
+
+def pgbouncer_server_pids(topology: Topology, timeout_s: int = 3) -> set[int]:
+    """The PostgreSQL backends PgBouncer holds (SHOW SERVERS' remote_pid, as the
+    read-only stats user): every other client backend bypasses the pool."""
+    from psycopg import ClientCursor
+
+    from infra.connections import PGBOUNCER_STATS
+
+    pids: set[int] = set()
+    for svc in topology.instances("pgbouncer"):
+        info = role_conninfo(topology, svc, PGBOUNCER_STATS, dbname="pgbouncer",
+                             connect_timeout=timeout_s)
+        try:
+            with psycopg.connect(**info, autocommit=True, cursor_factory=ClientCursor) as conn:
+                cur = conn.execute("SHOW SERVERS")
+                names = [d.name for d in cur.description or []]
+                at = names.index("remote_pid")
+                pids |= {int(row[at]) for row in cur.fetchall() if row[at]}
+        except psycopg.Error as exc:
+            raise OpsError(f"cannot list PgBouncer's server connections at {svc.endpoint}: "
+                           f"{first_line(exc)}; without them every session would look "
+                           "direct, so nothing is terminated") from None
+    return pids
+
+
+def direct_candidates(sessions: list[tuple], pooled: set[int], idle_for_s: int) -> list[tuple]:
+    """(pid, usename, application_name, state, idle_s) rows that bypass PgBouncer and
+    sat idle (not in a transaction) for at least `idle_for_s`."""
+    return [row for row in sessions
+            if row[0] not in pooled and row[3] == "idle" and (row[4] or 0) >= idle_for_s]
+
+
+def kill_direct_clients(topology: Topology, idle_for_s: int = 2,
+                        dry_run: bool = False) -> Outcome:
+    """pg_terminate_backend() on idle sessions of the app's role that bypass PgBouncer
+    (their pid is none of PgBouncer's server connections): a script or a misconfigured
+    host holding connection slots. Sessions in a transaction are left to kill-idle-tx."""
+    if idle_for_s < 1:
+        raise OpsError("--idle-for must be at least 1 second")
+    pooled = pgbouncer_server_pids(topology)
+    query = """
+        SELECT pid, usename, application_name, state,
+               extract(epoch FROM now() - state_change)::int AS idle_s
+          FROM pg_stat_activity
+         WHERE backend_type = 'client backend' AND pid <> pg_backend_pid()
+           AND datname = %s AND usename = %s
+         ORDER BY state_change"""
+    from infra.connections import APP
+
+    with connect(topology) as conn:
+        sessions = conn.execute(query, [topology.sizing.postgresql.database,
+                                        APP.user]).fetchall()
+        victims = direct_candidates(sessions, pooled, idle_for_s)
+        outcome = Outcome(title=f"{'would terminate' if dry_run else 'terminated'}: idle "
+                                f"sessions of {APP.user} bypassing PgBouncer for "
+                                f">= {idle_for_s}s",
+                          columns=["pid", "user", "application", "state", "idle_s", "result"])
+        for pid, *rest in victims:
+            result = "dry run"
+            if not dry_run:
+                done = conn.execute("SELECT pg_terminate_backend(%s)", [pid]).fetchone()
+                result = "terminated" if done and done[0] else "already gone"
+            outcome.rows.append([pid, *rest, result])
+    outcome.note(f"{len(sessions)} session(s) of {APP.user}, {len(pooled)} held by PgBouncer, "
+                 f"{len(victims)} direct and idle >= {idle_for_s}s")
+    return outcome

@@ -46,6 +46,19 @@ def instances(topology: Topology, service: str | None, host: str | None) -> list
             if (service is None or s.name == service) and (host is None or s.host == host)]
 
 
+def by_scrape_target(topology: Topology, target: str) -> Service:
+    """The service instance Prometheus scrapes at `target` (an alert's `instance`
+    label, address:port): TargetDown names the exporter only this way, since its
+    `service` label is the service the exporter describes."""
+    for svc in topology.services:
+        if svc.kind.metrics_path and svc.metrics_endpoint == target:
+            return svc
+    scraped = sorted(f"{s.metrics_endpoint} ({s.name}@{s.host})" for s in topology.services
+                     if s.kind.metrics_path)
+    raise OpsError(f"stack {topology.stack} has no scrape target {target!r}; its scrape "
+                   f"targets are: {', '.join(scraped)}")
+
+
 def one_instance(topology: Topology, service: str, host: str | None = None) -> Service:
     """Exactly one instance of `service`: the only one, or the one on `host`."""
     found = instances(topology, service, host)

@@ -19,7 +19,7 @@ from pathlib import Path
 from infra import procfs
 from infra.health import Health, alive, probe
 from infra.ops.outcome import OpsError, Outcome
-from infra.ops.select import instances
+from infra.ops.select import by_scrape_target, instances
 from infra.paths import host_dir, supervisor_conf
 from infra.supervision import program_states, supervisorctl, supervisord_pid
 from infra.targets import target_for
@@ -178,9 +178,19 @@ def bring_back(topology: Topology, service: Service) -> str:
     return f"supervisorctl restart: {text}"
 
 
-def restart(topology: Topology, service: str, host: str | None = None,
-            unhealthy_only: bool = False, wait_s: float = 30.0) -> Outcome:
-    """Restart one service on one host (or every unhealthy instance), then wait for health."""
+def restart(topology: Topology, service: str | None, host: str | None = None,
+            unhealthy_only: bool = False, wait_s: float = 30.0,
+            scrape_target: str | None = None) -> Outcome:
+    """Restart one service on one host (or every unhealthy instance), then wait for health.
+    `scrape_target` (address:port, as an alert's instance label) names the instance
+    instead of `service`/`host`."""
+    if scrape_target:
+        if service or host:
+            raise OpsError("pass either --scrape-target or --service/--host, not both")
+        found = by_scrape_target(topology, scrape_target)
+        service, host = found.name, found.host
+    elif not service:
+        raise OpsError("restart needs --service (or --scrape-target)")
     targets = instances(topology, service, host)
     if len(targets) > 1 and not host and not unhealthy_only:
         raise OpsError(f"{service} runs on {', '.join(s.host for s in targets)}: pass --host "

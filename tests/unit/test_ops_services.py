@@ -218,3 +218,29 @@ def test_a_frozen_service_is_continued_through_its_target_not_restarted(topology
     action = services.bring_back(topology, topology.one("postgresql"))
     assert action == "continued 2 stopped process(es); healthy, not restarted"
     assert continued == [("postgresql", (100, 101))]
+
+
+def test_restart_by_scrape_target_finds_the_exporter_not_the_service_it_describes(
+        topology, fake_stack):
+    # TargetDown of redis_exporter carries service="redis" (what it describes); only
+    # its instance label names the exporter.
+    health, actions = fake_stack
+    exporter = topology.one("redis_exporter")
+    health[(exporter.host, "redis_exporter")] = False
+    outcome = services.restart(topology, None, unhealthy_only=True, wait_s=0,
+                               scrape_target=exporter.metrics_endpoint)
+    assert outcome.ok and actions == [f"redis_exporter@{exporter.host}"]
+    app1 = next(s for s in topology.instances("app") if s.host == "app1")
+    services.restart(topology, None, wait_s=0, scrape_target=app1.metrics_endpoint)
+    assert actions[-1] == "app@app1"
+
+
+def test_restart_by_an_unknown_scrape_target_names_the_valid_ones(topology, fake_stack):
+    from infra.ops.outcome import OpsError
+
+    with pytest.raises(OpsError, match=r"no scrape target '127\.0\.0\.1:1'.*redis_exporter@"):
+        services.restart(topology, None, scrape_target="127.0.0.1:1")
+    with pytest.raises(OpsError, match="either --scrape-target or --service"):
+        services.restart(topology, "redis", scrape_target="127.0.0.1:1")
+    with pytest.raises(OpsError, match="needs --service"):
+        services.restart(topology, None)

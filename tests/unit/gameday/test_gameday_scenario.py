@@ -23,10 +23,16 @@ def test_shipped_catalog_is_valid_and_fits_the_lab_stack(topology):
 
 
 def test_catalog_covers_every_fault_kind():
+    from typing import get_args
+
+    from gameday.fault_parameters import PARAMETERS, FaultKindName
+    from gameday.faults import _MODULES
+
     kinds = {s.fault.kind for s in load_catalog().values()}
-    assert kinds == {"process_crash", "process_hang", "service_stop", "network_partition",
-                     "packet_loss", "latency", "pool_exhaustion", "disk_full",
-                     "cpu_saturation", "load_surge"}
+    assert kinds == set(PARAMETERS) == set(get_args(FaultKindName)) == set(_MODULES)
+    assert {"process_crash", "process_hang", "service_stop", "network_partition",
+            "packet_loss", "latency", "pool_exhaustion", "disk_full", "cpu_saturation",
+            "load_surge", "long_transaction", "deadlocks", "redis_fill"} <= kinds
 
 
 def test_good_file_loads_with_defaults(write_scenario, good_scenario_text):
