@@ -99,6 +99,7 @@ def docker_stack(dtest_topology: Topology) -> Iterator[DockerStack]:
             _assert_nothing_left(client, topology)
         finally:
             engine.stop()
+            assert not engine.mounts(), f"the engine left mounts behind: {engine.mounts()}"
             if previous is None:
                 os.environ.pop("DOCKER_HOST", None)
             else:

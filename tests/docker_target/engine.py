@@ -86,11 +86,25 @@ class PrivateEngine:
             time.sleep(0.1)
 
     def stop(self, timeout_s: float = 30) -> None:
-        if self.process is None or self.process.poll() is not None:
-            return
-        self.process.terminate()
-        try:
-            self.process.wait(timeout_s)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait(10)
+        if self.process is not None and self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout_s)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(10)
+        self.unmount_leftovers()
+
+    def mounts(self) -> list[str]:
+        """Mount points under the engine's root (dockerd makes its data root a private
+        bind mount and keeps a `default` netns mount, and leaves both when it exits)."""
+        prefix = str(self.root) + "/"
+        with open("/proc/self/mounts") as fh:
+            points = [line.split()[1] for line in fh]
+        return [p for p in points if p.startswith(prefix)]
+
+    def unmount_leftovers(self) -> None:
+        # Deepest first; lazily, so a mount still busy for a moment goes when it frees.
+        for point in sorted(self.mounts(), key=len, reverse=True):
+            subprocess.run(["umount", "--lazy", point], check=False, capture_output=True,
+                           timeout=30)
