@@ -172,7 +172,7 @@ def _env(topology: Topology, args: argparse.Namespace) -> Outcome:
 
 
 COMMANDS: dict[str, Command] = {c.name: c for c in (
-    Command("status", "supervisor state and health of services (all by default)",
+    Command("status", "state and health of services (all by default)",
             _status_args, lambda t, a: services.status(t, a.service, a.host, a.wait)),
     Command("logs", "the end of a service's log on its host(s)", _logs_args,
             lambda t, a: services.logs(t, a.service, a.host, a.lines, a.grep)),

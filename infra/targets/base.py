@@ -5,7 +5,9 @@ Ansible, signals, nftables; `docker.py`: containers built by Pulumi, `docker
 kill/pause`, iptables in network namespaces), obtained with `infra.targets.target_for`.
 It owns the lifecycle (`deploy`, `status`, `destroy`: tasks.py) and the runtime
 operations (state, start, stop, signals, commands, network faults: the GameDay engine,
-its faults and cleanup). The engine never runs supervisorctl, kill or nft itself.
+its faults and cleanup). The engine never runs supervisorctl, kill or nft itself; nor
+does the ops CLI (`python -m infra.ops`, the runbooks' commands), which asks a target
+for a service's health, state word, log and restart.
 
 Lifecycle actions report through a `ProgressSink` and fail with a `TargetError`;
 tasks.py shows the one and turns the other into an exit code.
@@ -22,9 +24,17 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from infra.topology import Service, Topology
+
+if TYPE_CHECKING:
+    # Only in annotations: infra.health pulls in the database and HTTP clients, which
+    # a user of `infra.targets` that never asks for health need not import.
+    from infra.health import Health
+
+#: The state word of a service the stack does not run here (no program, no container).
+ABSENT = "ABSENT"
 
 
 @dataclass(frozen=True)
@@ -72,6 +82,28 @@ class NetworkFault:
     percent: int | None = None
     redirect_to: tuple[str, int] | None = None
     comment: str = ""
+
+
+@dataclass(frozen=True)
+class ServiceLog:
+    """The end of a service's output (stdout and stderr) and where it was read."""
+
+    #: Where the lines come from, for the operator (a file, a `docker logs` command).
+    source: str
+    lines: list[str]
+
+
+class ServiceError(Exception):
+    """An operation on one service could not be done; the message says why."""
+
+
+class ServiceAbsent(ServiceError):
+    """The service is not there to act on (no container, no log, no host config):
+    the stack is not deployed, or not here."""
+
+
+class RestartFailed(ServiceError):
+    """The restart ran and failed: the service's own log says why."""
 
 
 class TargetError(Exception):
@@ -183,6 +215,35 @@ class Target(ABC):
     def send_signal(self, pid: int, sig: int) -> None:
         """Signal one process, by its pid on this machine."""
         os.kill(pid, sig)
+
+    # --- operations (python -m infra.ops) ------------------------------------------
+    @abstractmethod
+    def health(self, service: Service) -> Health:
+        """Is the service ready for its clients? `detail` says what the check saw."""
+
+    def alive(self, service: Service) -> Health:
+        """Does the service answer at all (liveness, not readiness)? `restart
+        --unhealthy` leaves alive services alone. Here: readiness is liveness."""
+        return self.health(service)
+
+    @abstractmethod
+    def state_word(self, service: Service) -> str:
+        """The word an operator sees for the service: the supervisor's (RUNNING, BACKOFF,
+        EXITED, …), ABSENT, or the target's own for a whole host being off."""
+
+    @abstractmethod
+    def logs(self, service: Service, lines: int) -> ServiceLog:
+        """The last `lines` lines the service wrote (stdout and stderr, in order);
+        ServiceAbsent if there is nothing to read them from."""
+
+    @abstractmethod
+    def restart(self, service: Service) -> str:
+        """Restart the service (or whatever it takes to bring it back); returns what was
+        done, in a few words. ServiceAbsent, RestartFailed or ServiceError if it cannot."""
+
+    def address(self, service: Service) -> str:
+        """Where the service answers, as the operator names it (host:port)."""
+        return service.endpoint
 
     # --- hosts ------------------------------------------------------------------
     @abstractmethod

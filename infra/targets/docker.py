@@ -30,6 +30,12 @@ How each action maps (and how it differs from the local target):
   host of the stack, recorded or not, so a crashed engine's rules go too.
   `disconnect_host` / `connect_host` pull a whole host off the network and back
   (same alias, same address).
+- the ops CLI (`python -m infra.ops status/logs/restart`): only nginx is reachable from
+  the Docker host, so health is Docker's health check result (`State.Health` of `docker
+  inspect`, the last probe's output as detail; without a health check, running is
+  healthy), and liveness is asked inside the container (`alive`). Logs are `docker
+  logs` (both streams, merged in time order); a restart is `docker restart` with the
+  container's own stop timeout. A missing container is `ServiceAbsent`, in words.
 
 Not verified end to end: the machine this was written on has no Docker engine.
 The unit tests (tests/unit/test_docker_driver.py) check the exact commands issued
@@ -39,8 +45,10 @@ with a fake runner; whether each image behaves as assumed is for the first real 
 from __future__ import annotations
 
 import contextlib
+import heapq
 import json
 import os
+import re
 import shlex
 import signal
 from collections.abc import Callable, Iterator, Sequence
@@ -50,12 +58,18 @@ from typing import Any
 from infra import procfs
 from infra.docker.images import image_name
 from infra.docker.layout import DockerLayout, HostLayout, layout_for
+from infra.health import Health
 from infra.targets import docker_lifecycle
 from infra.targets.base import (
+    ABSENT,
     CommandResult,
     Deployed,
     NetworkFault,
     ProgressSink,
+    RestartFailed,
+    ServiceAbsent,
+    ServiceError,
+    ServiceLog,
     ServiceState,
     Target,
     run_command,
@@ -70,7 +84,60 @@ STOP_TIMEOUT_S = 20
 STATES = {"running": "RUNNING", "restarting": "BACKOFF", "paused": "RUNNING",
           "created": "STOPPED", "exited": "EXITED", "dead": "FATAL", "removing": "STOPPING"}
 
+#: The word ops shows: the supervisor's, except that a paused container says so (the
+#: engine counts it as running, a hang rather than a crash, as a SIGSTOPped program
+#: stays RUNNING for supervisord; an operator needs to see the freeze).
+OPS_STATES = {**STATES, "paused": "PAUSED"}
+#: What `docker stop` waits when a container sets no stop timeout of its own.
+DOCKER_DEFAULT_STOP_TIMEOUT_S = 10
+_NO_SUCH_CONTAINER = re.compile(r"No such (object|container)", re.IGNORECASE)
+#: `docker logs --timestamps`: RFC 3339 with nanoseconds, fixed width (so it sorts as text).
+_TIMESTAMPED = re.compile(r"^(\d{4}-\d\d-\d\dT[0-9:.]+(?:Z|[+-]\d\d:\d\d)) ?(.*)$")
+
 Runner = Callable[[Sequence[str], float], CommandResult]
+
+
+def container_health(state: dict[str, Any]) -> Health:
+    """A container's health from its `docker inspect` State.
+
+    Docker's health check result, with the last probe's output as detail (what curl,
+    pg_isready or redis-cli said); a container without a health check is healthy while
+    it runs. A paused container answers nothing, whatever its last check said.
+    """
+    status = str(state.get("Status") or "unknown")
+    if state.get("Paused"):
+        return Health(False, "container paused (frozen): `restart` unpauses it")
+    if state.get("Restarting") or status == "restarting":
+        return Health(False, f"container restarting (its program exited, exit code "
+                             f"{state.get('ExitCode')})")
+    if not state.get("Running"):
+        exited = f" (exit code {state.get('ExitCode')})" if status == "exited" else ""
+        return Health(False, f"container {status}{exited}")
+    check = state.get("Health") or {}
+    verdict = check.get("Status")
+    if not verdict:
+        return Health(True, "running (no health check)")
+    probes = check.get("Log") or []
+    output = " ".join(str(probes[-1].get("Output") or "").split())[:200] if probes else ""
+    return Health(verdict == "healthy",
+                  f"health check {verdict}" + (f": {output}" if output else ""))
+
+
+def merge_streams(stdout: str, stderr: str) -> list[str]:
+    """Both streams of `docker logs --timestamps`, merged in time order, stamps removed.
+
+    The docker CLI writes the container's stdout and stderr to its own two streams;
+    captured apart, their interleaving is lost, and the timestamps give it back.
+    """
+    def entries(text: str) -> Iterator[tuple[str, str]]:
+        stamp = ""
+        for line in text.splitlines():
+            match = _TIMESTAMPED.match(line)
+            if match:
+                stamp, line = match[1], match[2]
+            yield stamp, line  # a line without a stamp stays after the one before it
+    merged = heapq.merge(entries(stdout), entries(stderr), key=lambda entry: entry[0])
+    return [line for _stamp, line in merged]
 
 
 class DockerCommandError(Exception):
@@ -226,6 +293,101 @@ class DockerTarget(Target):
         directory = Path(result.stdout.strip())
         # An engine elsewhere (a VM, a remote host): its paths are not ours to read.
         return directory / NOTIFICATION_LOG.name if directory.is_dir() else None
+
+    # --- operations (python -m infra.ops) ------------------------------------------
+    def _failure(self, result: CommandResult, args: Sequence[str], name: str,
+                 kind: type[ServiceError] = ServiceError) -> ServiceError:
+        """The error of a failed docker command on container `name`, in words."""
+        text = (result.stderr or result.stdout).strip()
+        if _NO_SUCH_CONTAINER.search(text):
+            return ServiceAbsent(f"no container {name} on this Docker engine (is the "
+                                 "stack deployed? invoke deploy --target docker)")
+        why = "timed out" if result.timed_out else f"exit {result.exit_code}"
+        return kind(f"`docker {' '.join(args)}` failed ({why}): {text}")
+
+    def _inspect(self, service: Service, template: str) -> Any:
+        """`docker inspect --format <template>` of the service's container, parsed."""
+        name = self.container(service)
+        args = ("inspect", "--format", template, name)
+        result = self.docker(*args, timeout_s=15)
+        if not result.ok:
+            raise self._failure(result, args, name)
+        try:
+            return json.loads(result.stdout)
+        except json.JSONDecodeError:
+            raise ServiceError(f"`docker {' '.join(args)}` answered no JSON: "
+                               f"{result.stdout.strip()[:200]}") from None
+
+    def health(self, service: Service) -> Health:
+        try:
+            state = self._inspect(service, "{{json .State}}")
+        except ServiceError as exc:
+            return Health(False, str(exc))
+        return container_health(state)
+
+    def alive(self, service: Service) -> Health:
+        if service.name != "app":
+            return self.health(service)
+        # The app's health check fails on a 503, which is what its health view answers
+        # while PostgreSQL is slow: alive, and a restart would cure nothing (see
+        # infra.health.alive). So ask the app itself, inside its container (only nginx
+        # is reachable from here), where its health check asks: any HTTP answer of the
+        # workers counts, and the master's metrics listener must answer too.
+        name = self.container(service)
+        url = f"http://127.0.0.1:{service.port}{self.topology.workload.health_path}"
+        args = ("exec", name, "curl", "-sS", "-o", "/dev/null", "--max-time", "2",
+                "-w", "%{http_code}", url)  # no -f: an HTTP error status is an answer
+        answer = self.docker(*args, timeout_s=15)
+        if not answer.ok:
+            failure = self._failure(answer, args, name)
+            if isinstance(failure, ServiceAbsent):
+                return Health(False, str(failure))
+            return Health(False, f"{url}: {(answer.stderr or answer.stdout).strip()}")
+        detail = f"HTTP {answer.stdout.strip()}"
+        if service.metrics_port == service.port or not service.kind.metrics_path:
+            return Health(True, detail)
+        metrics_url = f"http://127.0.0.1:{service.metrics_port}{service.kind.metrics_path}"
+        metrics = self.docker("exec", name, "curl", "-fsS", "-o", "/dev/null", "--max-time",
+                              "2", metrics_url, timeout_s=15)
+        if not metrics.ok:
+            return Health(False, f"{detail}; metrics on 127.0.0.1:{service.metrics_port}: "
+                                 f"{(metrics.stderr or metrics.stdout).strip()}")
+        return Health(True, f"{detail}; metrics HTTP 200")
+
+    def state_word(self, service: Service) -> str:
+        try:
+            state = self._inspect(service, "{{json .State}}")
+        except ServiceAbsent:
+            return ABSENT
+        except ServiceError:
+            return "UNREACHABLE"  # the engine did not answer (the local target's word)
+        status = str(state.get("Status") or "unknown")
+        return OPS_STATES.get(status, status.upper())
+
+    def logs(self, service: Service, lines: int) -> ServiceLog:
+        name = self.container(service)
+        args = ("logs", "--timestamps", "--tail", str(lines), name)
+        result = self.docker(*args, timeout_s=60)
+        if not result.ok:
+            raise self._failure(result, args, name)
+        return ServiceLog(source=f"docker logs {name}",
+                          lines=merge_streams(result.stdout, result.stderr)[-lines:])
+
+    def restart(self, service: Service) -> str:
+        name = self.container(service)
+        # The container's own stop timeout (its program's stopwaitsecs; the app's covers
+        # its request timeout), stated so that our bound on the command exceeds it.
+        configured = self._inspect(service, "{{json .Config.StopTimeout}}")
+        stop_s = configured if isinstance(configured, int) else DOCKER_DEFAULT_STOP_TIMEOUT_S
+        args = ("restart", "--time", str(stop_s), name)
+        result = self.docker(*args, timeout_s=stop_s + 60)
+        if not result.ok:
+            raise self._failure(result, args, name, RestartFailed)
+        return f"docker restart --time {stop_s} {name}"
+
+    def address(self, service: Service) -> str:
+        # The name other containers use: the host's alias on the stack network.
+        return f"{service.host}:{service.port}"
 
     # --- hosts ----------------------------------------------------------------------
     def exec_container(self, host: str, user: str | None) -> str:

@@ -5,24 +5,44 @@ Services are supervisord programs named after the service; `supervisorctl -c
 straight to the processes (supervisord restarts what dies: autorestart=true). Network
 faults are nftables rules in the stack's own table (`inet civicpulse_gameday_<stack>`),
 scoped by the client service's system user.
+
+For the ops CLI: health is `infra.health`'s probe (every service is reachable from
+here), a service's log is the file supervisord writes its stdout and stderr to, and a
+restart is `supervisorctl restart`. A host's supervisord is its init, so a host whose
+supervisord is gone is a host that is down (`HOST DOWN`); restarting a service there
+boots the host: starting its supervisord starts every program of the host.
 """
 
 from __future__ import annotations
 
+import subprocess
 import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from infra import health as probes
 from infra import procfs
-from infra.paths import notification_log_path
-from infra.supervision import parse_status, supervisorctl_argv
+from infra.health import Health
+from infra.paths import host_dir, notification_log_path, supervisor_conf
+from infra.supervision import (
+    parse_status,
+    program_states,
+    supervisorctl,
+    supervisorctl_argv,
+    supervisord_pid,
+)
 from infra.targets import local_lifecycle, nft
 from infra.targets.base import (
+    ABSENT,
     CommandResult,
     Deployed,
     NetworkFault,
     ProgressSink,
+    RestartFailed,
+    ServiceAbsent,
+    ServiceError,
+    ServiceLog,
     ServiceState,
     Target,
     run_command,
@@ -31,6 +51,29 @@ from infra.targets.local_lifecycle import runs_on_this_machine
 from infra.topology import Service, Topology
 
 RUNUSER = "/usr/sbin/runuser"
+SUPERVISORD = "/usr/bin/supervisord"
+HOST_DOWN = "HOST DOWN"  # no supervisord: the whole "machine" is off
+
+
+def log_path(topology: Topology, service: Service) -> Path:
+    """Where supervisord writes the program's stdout and stderr."""
+    return host_dir(topology, service.host) / "log" / f"{service.name}.log"
+
+
+def tail_lines(path: Path, lines: int) -> list[str]:
+    """The last `lines` lines of a file, reading backwards from its end (logs get big)."""
+    if lines <= 0:
+        return []
+    with open(path, "rb") as fh:
+        fh.seek(0, 2)
+        pos = fh.tell()
+        data = b""
+        while pos > 0 and data.count(b"\n") <= lines:
+            step = min(64 * 1024, pos)
+            pos -= step
+            fh.seek(pos)
+            data = fh.read(step) + data
+    return data.decode("utf-8", errors="replace").splitlines()[-lines:]
 
 
 class SupervisorError(Exception):
@@ -136,6 +179,56 @@ class LocalTarget(Target):
             paused.extend(fresh)
         return paused
 
+    # --- operations (python -m infra.ops) ------------------------------------------
+    def health(self, service: Service) -> Health:
+        return probes.probe(self.topology, service)
+
+    def alive(self, service: Service) -> Health:
+        return probes.alive(self.topology, service)
+
+    def state_word(self, service: Service) -> str:
+        if supervisord_pid(self.topology, service.host) is None:
+            return HOST_DOWN
+        return program_states(self.topology, service.host).get(service.name, ABSENT)
+
+    def logs(self, service: Service, lines: int) -> ServiceLog:
+        path = log_path(self.topology, service)
+        if not path.is_file():
+            raise ServiceAbsent(f"no log at {path} (is the stack deployed?)")
+        return ServiceLog(source=str(path), lines=tail_lines(path, lines))
+
+    def restart(self, service: Service) -> str:
+        if supervisord_pid(self.topology, service.host) is None:
+            self.boot_host(service.host)
+            return (f"host {service.host} was down: started its supervisord "
+                    "(and all its programs)")
+        result = supervisorctl(self.topology, service.host, "restart", service.name,
+                               timeout=120)
+        text = (result.stdout + result.stderr).strip().replace("\n", "; ")
+        # The exit status alone is not the verdict: output that says `started` (after an
+        # error for the stop half of a program that was not running) brought it up.
+        if result.returncode != 0 and "started" not in text:
+            raise RestartFailed(f"supervisorctl restart {service.name} on {service.host} "
+                                f"failed: {text}")
+        return f"supervisorctl restart: {text}"
+
+    def boot_host(self, host: str, timeout_s: float = 30) -> None:
+        """Start the host's supervisord, which starts every program of the host."""
+        conf = supervisor_conf(self.topology, host)
+        if not conf.is_file():
+            raise ServiceAbsent(f"host {host} has no supervisord config at {conf}: the stack "
+                                "is not deployed here (run `invoke deploy`)")
+        subprocess.run([SUPERVISORD, "-c", str(conf)], capture_output=True, text=True,
+                       timeout=timeout_s, check=False)
+        deadline = time.monotonic() + timeout_s
+        while supervisorctl(self.topology, host, "pid", timeout=10).returncode != 0:
+            if time.monotonic() >= deadline:
+                raise ServiceError(f"supervisord of host {host} did not come up within "
+                                   f"{timeout_s:g}s; see "
+                                   f"{host_dir(self.topology, host) / 'log' / 'supervisord.log'}")
+            time.sleep(0.3)
+
+    # --- hosts ------------------------------------------------------------------------
     def run(self, host: str, argv: Sequence[str], timeout_s: float,
             user: str | None = None, env: dict[str, str] | None = None) -> CommandResult:
         # Every host is this machine; the host only decides the environment.

@@ -9,6 +9,9 @@ import pytest
 from infra import procfs
 from infra.health import Health
 from infra.ops import services
+from infra.ops.outcome import OpsError
+from infra.targets import local
+from infra.targets.base import ServiceState
 from infra.topology import load_stack
 
 
@@ -23,28 +26,42 @@ def alive_only():
     return set()
 
 
+class FakeOpsTarget:
+    """The ops part of a Target: health per (host, service), mutable by the test;
+    every restart is recorded and heals the instance."""
+
+    def __init__(self, alive_only: set) -> None:
+        self.healthy: dict = {}
+        self.alive_only = alive_only
+        self.actions: list[str] = []
+
+    def health(self, svc):
+        return Health(self.healthy.get((svc.host, svc.name), True), "probe")
+
+    def alive(self, svc):
+        return Health((svc.host, svc.name) in self.alive_only, "liveness")
+
+    def state(self, svc):
+        return ServiceState(svc.host, svc.name, "RUNNING", pid=100)
+
+    def state_word(self, svc):
+        return "RUNNING"
+
+    def address(self, svc):
+        return svc.endpoint
+
+    def restart(self, svc):
+        self.actions.append(f"{svc.name}@{svc.host}")
+        self.healthy[(svc.host, svc.name)] = True
+        return "restarted"
+
+
 @pytest.fixture
 def fake_stack(monkeypatch, alive_only):
     """Health per (host, service), mutable by the test; every action is recorded."""
-    health = {}
-    actions = []
-
-    def probe(_t, svc):
-        return Health(health.get((svc.host, svc.name), True), "probe")
-
-    def alive(_t, svc):
-        return Health((svc.host, svc.name) in alive_only, "liveness")
-
-    def bring_back(_t, svc):
-        actions.append(f"{svc.name}@{svc.host}")
-        health[(svc.host, svc.name)] = True
-        return "restarted"
-
-    monkeypatch.setattr(services, "probe", probe)
-    monkeypatch.setattr(services, "alive", alive)
-    monkeypatch.setattr(services, "bring_back", bring_back)
-    monkeypatch.setattr(services, "program_state", lambda _t, _s: "RUNNING")
-    return health, actions
+    target = FakeOpsTarget(alive_only)
+    monkeypatch.setattr(services, "target_for", lambda _t: target)
+    return target.healthy, target.actions
 
 
 def test_restart_unhealthy_touches_only_failing_instances(topology, fake_stack):
@@ -93,16 +110,16 @@ def test_status_waits_for_health_and_fails_with_names(topology, fake_stack):
 def test_tail_lines_reads_the_end_of_big_files(tmp_path):
     log = tmp_path / "big.log"
     log.write_text("".join(f"line {i}\n" for i in range(100000)))
-    assert services.tail_lines(log, 3) == ["line 99997", "line 99998", "line 99999"]
-    assert services.tail_lines(log, 0) == []
+    assert local.tail_lines(log, 3) == ["line 99997", "line 99998", "line 99999"]
+    assert local.tail_lines(log, 0) == []
     short = tmp_path / "short.log"
     short.write_text("a\nb")
-    assert services.tail_lines(short, 10) == ["a", "b"]
+    assert local.tail_lines(short, 10) == ["a", "b"]
 
 
 def test_logs_filter_and_label_each_host(topology):
     for host in ("app1", "app2"):
-        path = services.log_path(topology, topology.host(host).services[0])
+        path = local.log_path(topology, topology.host(host).services[0])
         path.parent.mkdir(parents=True)
         path.write_text("".join(f'{{"status": {500 if i % 10 == 0 else 200}, "i": {i}}}\n'
                                 for i in range(50)))
@@ -198,9 +215,7 @@ def test_database_commands_share_the_secret_error_and_the_one_line_error(topolog
     assert first_line(RuntimeError("  ")) == "RuntimeError('  ')"
 
 
-def test_a_frozen_service_is_continued_through_its_target_not_restarted(topology, monkeypatch):
-    from infra.targets.base import ServiceState
-
+def test_a_frozen_service_is_continued_through_its_target_not_restarted(topology):
     continued = []
 
     class FrozenTarget:
@@ -211,11 +226,13 @@ def test_a_frozen_service_is_continued_through_its_target_not_restarted(topology
             continued.append((svc.name, tuple(pids)))
             return list(pids)
 
-    monkeypatch.setattr(services, "target_for", lambda _t: FrozenTarget())
-    monkeypatch.setattr(services, "supervisord_pid", lambda _t, _h: 1)
-    monkeypatch.setattr(services, "_wait_healthy", lambda _t, _s, _w: Health(True, "probe"))
-    monkeypatch.setattr(services, "supervisorctl", lambda *a, **k: pytest.fail("restarted"))
-    action = services.bring_back(topology, topology.one("postgresql"))
+        def health(self, svc):
+            return Health(True, "probe")
+
+        def restart(self, svc):
+            pytest.fail("restarted")
+
+    action = services.bring_back(FrozenTarget(), topology.one("postgresql"))
     assert action == "continued 2 stopped process(es); healthy, not restarted"
     assert continued == [("postgresql", (100, 101))]
 
@@ -244,3 +261,69 @@ def test_restart_by_an_unknown_scrape_target_names_the_valid_ones(topology, fake
         services.restart(topology, "redis", scrape_target="127.0.0.1:1")
     with pytest.raises(OpsError, match="needs --service"):
         services.restart(topology, None)
+
+
+# --- the local target's own words: HOST DOWN, booting a host, supervisorctl restart ------
+@pytest.fixture
+def local_stack(topology, monkeypatch):
+    """The lab stack on the local target, its probes and supervisord faked per host."""
+    hosts_up = {h.name for h in topology.hosts}
+    health = {}
+    calls = []
+
+    def supervisorctl(_t, host, *args, timeout=30):
+        calls.append((host, *args))
+        return local.subprocess.CompletedProcess(args, 0, f"{args[-1]}: stopped\n"
+                                                 f"{args[-1]}: started\n", "")
+
+    monkeypatch.setattr(local, "supervisord_pid",
+                        lambda _t, host: 4321 if host in hosts_up else None)
+    monkeypatch.setattr(local, "program_states",
+                        lambda _t, host: {s.name: "RUNNING" for s in topology.host(host).services})
+    monkeypatch.setattr(local, "supervisorctl", supervisorctl)
+    monkeypatch.setattr(local.probes, "probe",
+                        lambda _t, svc: Health(health.get((svc.host, svc.name), True), "probe"))
+    monkeypatch.setattr(local.probes, "alive", lambda _t, svc: Health(False, "liveness"))
+    monkeypatch.setattr(local.LocalTarget, "state",
+                        lambda self, svc: ServiceState(svc.host, svc.name, "RUNNING", pid=None))
+    return hosts_up, health, calls
+
+
+def test_local_status_shows_host_down_and_the_supervisor_words(topology, local_stack):
+    hosts_up, health, _calls = local_stack
+    hosts_up.discard("cache")
+    health[("cache", "redis")] = health[("cache", "redis_exporter")] = False
+    outcome = services.status(topology, host="cache")
+    assert [(r["address"], r["state"], r["health"]) for r in outcome.records()] == [
+        ("127.0.10.41:6379", "HOST DOWN", "DOWN"), ("127.0.10.41:9121", "HOST DOWN", "DOWN")]
+    assert outcome.notes == ["unhealthy: redis@cache, redis_exporter@cache"]
+    assert services.status(topology, service="postgresql").records()[0]["state"] == "RUNNING"
+
+
+def test_local_restart_is_supervisorctl_restart(topology, local_stack):
+    _hosts_up, health, calls = local_stack
+    health[("cache", "redis")] = False
+    outcome = services.restart(topology, "redis", unhealthy_only=True, wait_s=0)
+    assert calls == [("cache", "restart", "redis")]
+    (row,) = outcome.records()
+    assert row["action"] == "supervisorctl restart: redis: stopped; redis: started"
+
+
+def test_local_restart_of_a_down_host_boots_it_or_says_it_is_not_deployed(topology,
+                                                                        local_stack):
+    hosts_up, _health, calls = local_stack
+    hosts_up.discard("cache")
+    with pytest.raises(OpsError, match=r"host cache has no supervisord config at .*: the "
+                                       r"stack is not deployed here \(run `invoke deploy`\)"):
+        services.restart(topology, "redis", wait_s=0)
+    assert calls == []
+
+
+def test_local_restart_that_fails_points_at_the_log(topology, local_stack, monkeypatch):
+    monkeypatch.setattr(local, "supervisorctl", lambda *_a, **_k: local.subprocess.
+                        CompletedProcess([], 7, "", "redis: ERROR (spawn error)"))
+    with pytest.raises(OpsError) as caught:
+        services.restart(topology, "redis", wait_s=0)
+    assert str(caught.value) == (
+        "supervisorctl restart redis on cache failed: redis: ERROR (spawn error); read its "
+        "log: python -m infra.ops logs --stack lab --service redis --host cache")

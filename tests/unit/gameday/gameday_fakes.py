@@ -34,6 +34,20 @@ class FakeTarget(Target):
     def destroy(self, progress):
         raise NotImplementedError("a GameDay never destroys")
 
+    # The ops commands' part of the interface: runbook steps run `python -m infra.ops`
+    # in a process of their own, on the stack's real target, never on this one.
+    def health(self, service):
+        raise NotImplementedError("the engine never asks a service's ops health")
+
+    def state_word(self, service):
+        raise NotImplementedError("the engine never asks a service's ops state word")
+
+    def logs(self, service, lines):
+        raise NotImplementedError("the engine never reads a service's log")
+
+    def restart(self, service):
+        raise NotImplementedError("the engine never restarts a service through ops")
+
     def _mutating(self, *call: object) -> None:
         self.calls.append(call)
         entries = []
