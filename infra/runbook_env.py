@@ -19,6 +19,11 @@ from infra.supervision import supervisorctl_shell
 from infra.topology import REPO_ROOT, Topology, stack_path
 
 
+#: The docker CLI's own settings for where the engine is and how to reach it.
+DOCKER_CLIENT_ENV = ("DOCKER_HOST", "DOCKER_CONTEXT", "DOCKER_CONFIG", "DOCKER_CERT_PATH",
+                     "DOCKER_TLS_VERIFY")
+
+
 def runbook_env(topology: Topology, alert: str | None = None,
                 labels: dict[str, str] | None = None,
                 base: dict[str, str] | None = None) -> dict[str, str]:
@@ -38,6 +43,9 @@ def runbook_env(topology: Topology, alert: str | None = None,
     # would lead to the base interpreter without the project's packages.
     venv_bin = str(Path(sys.executable).parent)
     env["PATH"] = venv_bin + os.pathsep + env.get("PATH", "/usr/bin:/bin")
+    # Which Docker engine the docker target's stack runs on: the ops commands a
+    # runbook runs must drive the same one the engine does.
+    env.update({k: os.environ[k] for k in DOCKER_CLIENT_ENV if k in os.environ})
     env.update({
         "CP_STACK": stack_argument(topology),
         "CP_STATE_DIR": str(topology.state_dir),

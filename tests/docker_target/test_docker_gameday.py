@@ -32,7 +32,8 @@ def smoke_run(docker_stack: DockerStack, tmp_path_factory):
 @pytest.mark.parametrize("scenario_id", SMOKE)
 def test_smoke_scenario_holds_on_the_docker_target(smoke_run, scenario_id):
     r = next(x for x in smoke_run.results if x.id == scenario_id)
-    failed = [f"{c.name}: {c.detail}" for c in r.checks if not c.passed]
+    failed = [f"{c.name}: expected {c.expected}, measured {c.measured}" for c in r.checks
+              if not c.passed]
     assert r.status == HELD, f"{r.status}: {r.reason}; failed checks: {failed}"
     assert r.times is not None and r.times.time_to_detect is not None
     assert r.times.time_to_recover is not None

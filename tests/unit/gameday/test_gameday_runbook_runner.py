@@ -132,6 +132,17 @@ def test_env_describes_the_stack_without_secrets(topology):
     assert not any("password" in k.lower() for k in env)
 
 
+def test_env_names_the_docker_engine_the_engine_uses_and_nothing_else(topology,
+                                                                       monkeypatch):
+    monkeypatch.setenv("DOCKER_HOST", "unix:///var/lib/civicpulse/x/dockerd/docker.sock")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "not for runbooks")
+    env = runbook_env(topology, "RedisDown")
+    assert env["DOCKER_HOST"] == "unix:///var/lib/civicpulse/x/dockerd/docker.sock"
+    assert "AWS_SECRET_ACCESS_KEY" not in env
+    monkeypatch.delenv("DOCKER_HOST")
+    assert "DOCKER_HOST" not in runbook_env(topology, "RedisDown")
+
+
 def test_expect_must_match_stdout(tmp_path):
     env = {"PATH": os.environ["PATH"]}
     (good,) = parse_runbook("```sh step=verify expect=^state:\\s+ok$\necho 'state: ok'\n```\n")
