@@ -48,16 +48,12 @@ async def _connect(fault: Fault, application_name: str) -> Any:
 class _Journaled(Fault):
     """Log-first: the terminate-by-application_name undo before any connection opens."""
 
+    target_service = "postgresql"
     app_name_base = "civicpulse-gameday"
 
     @property
     def application_name(self) -> str:
         return f"{self.app_name_base}-{self.ctx.run_id}"
-
-    def preflight(self) -> list[str]:
-        if self.service.name != "postgresql":
-            return [f"{self.kind} targets postgresql, not {self.service.name}"]
-        return []
 
     def journal(self, description: str) -> None:
         self._entry = self.record_change(
