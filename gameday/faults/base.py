@@ -17,7 +17,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, ClassVar, TypeVar
 
 from gameday.rollback_log import APPLIED, FAILED_UNDO, UNDONE, RollbackEntry, RollbackLog
 from gameday.scenario import FaultSpec
@@ -31,6 +31,7 @@ class UndoContext:
     target: Target
 
 
+T = TypeVar("T")
 UndoHandler = Callable[[UndoContext, dict[str, Any]], str]
 UNDO_HANDLERS: dict[str, UndoHandler] = {}
 
@@ -79,6 +80,8 @@ class Fault(ABC):
     kind: ClassVar[str]
     #: One action (a signal) rather than a condition held for duration_s.
     instantaneous: ClassVar[bool] = False
+    #: The one service this kind of fault acts on (None: any); preflight refuses others.
+    target_service: ClassVar[str | None] = None
 
     def __init__(self, spec: FaultSpec, ctx: FaultContext) -> None:
         self.spec = spec
@@ -112,7 +115,15 @@ class Fault(ABC):
 
     def preflight(self) -> list[str]:
         """Reasons the fault cannot run on this stack (empty: it can)."""
+        if self.target_service is not None and self.service.name != self.target_service:
+            return [f"{self.kind} targets {self.target_service}, not {self.service.name}"]
         return []
+
+    def require_preflight(self) -> None:
+        """Raise with preflight's reasons, if any (before anything is recorded or changed)."""
+        problems = self.preflight()
+        if problems:
+            raise RuntimeError("; ".join(problems))
 
     # --- log-first changes ------------------------------------------------------
     def record_change(self, description: str, undo: dict[str, Any]) -> RollbackEntry:
@@ -122,6 +133,16 @@ class Fault(ABC):
 
     def applied(self, entry: RollbackEntry) -> None:
         self.ctx.rollback_log.mark(entry, APPLIED)
+
+    async def change_logged(self, description: str, undo: dict[str, Any],
+                            change: Callable[[], T]) -> T:
+        """Record the undo, then make the change (blocking code, run in a thread), then
+        mark the entry applied. A change that fails halfway leaves its entry recorded,
+        so rollback and cleanup still undo whatever it did."""
+        entry = self.record_change(description, undo)
+        result = await asyncio.to_thread(change)
+        self.applied(entry)
+        return result
 
     @abstractmethod
     async def inject(self) -> None:

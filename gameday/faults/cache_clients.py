@@ -47,6 +47,7 @@ def flood_size(maxclients: int, connected: int, headroom: int) -> int:
 
 class RedisConnectionFlood(Fault):
     kind = "redis_connection_flood"
+    target_service = "redis"
 
     @property
     def client_name(self) -> str:
@@ -60,19 +61,17 @@ class RedisConnectionFlood(Fault):
                 f"past maxclients are refused), {self.spec.duration_s:g}s"]
 
     def preflight(self) -> list[str]:
-        if self.service.name != "redis":
-            return [f"redis_connection_flood targets redis, not {self.service.name}"]
-        if self.ctx.topology.sizing.redis.maxclients > 5000:
-            return [f"maxclients {self.ctx.topology.sizing.redis.maxclients} is more "
-                    "connections than this fault opens (5000 at most)"]
-        return []
+        problems = super().preflight()
+        if not problems and self.ctx.topology.sizing.redis.maxclients > 5000:
+            problems = [f"maxclients {self.ctx.topology.sizing.redis.maxclients} is more "
+                        "connections than this fault opens (5000 at most)"]
+        return problems
 
     async def inject(self) -> None:
         self._held: list[Any] = []
-        entry = self.record_change(f"Redis connections named {self.client_name}",
-                                   {"handler": "kill_redis_clients", "name": self.client_name})
-        held, refused, maxclients = await asyncio.to_thread(self._flood)
-        self.applied(entry)
+        held, refused, maxclients = await self.change_logged(
+            f"Redis connections named {self.client_name}",
+            {"handler": "kill_redis_clients", "name": self.client_name}, self._flood)
         self.ctx.log(f"holding {held} Redis connection(s) of maxclients {maxclients}; the "
                      f"burst had {refused} refused")
 

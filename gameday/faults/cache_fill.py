@@ -17,7 +17,6 @@ margin, so a run killed before either still leaves nothing behind for long.
 
 from __future__ import annotations
 
-import asyncio
 from typing import Any
 
 from gameday.faults.base import Fault, UndoContext, undo_handler
@@ -64,6 +63,7 @@ def fill_plan(maxmemory: int, value_bytes: int) -> int:
 
 class RedisFill(Fault):
     kind = "redis_fill"
+    target_service = "redis"
 
     @property
     def prefix(self) -> str:
@@ -82,18 +82,16 @@ class RedisFill(Fault):
                 f"{self.spec.duration_s:g}s"]
 
     def preflight(self) -> list[str]:
-        if self.service.name != "redis":
-            return [f"redis_fill targets redis, not {self.service.name}"]
-        if not self.ctx.topology.sizing.redis.maxmemory_mb:
-            return ["redis_fill needs sizing.redis.maxmemory_mb: without maxmemory Redis "
-                    "would take the machine's memory; nothing was written"]
-        return []
+        problems = super().preflight()
+        if not problems and not self.ctx.topology.sizing.redis.maxmemory_mb:
+            problems = ["redis_fill needs sizing.redis.maxmemory_mb: without maxmemory Redis "
+                        "would take the machine's memory; nothing was written"]
+        return problems
 
     async def inject(self) -> None:
-        entry = self.record_change(f"filler keys under {self.prefix}",
-                                   {"handler": "redis_delete_prefix", "prefix": self.prefix})
-        written, used, maxmemory = await asyncio.to_thread(self._fill)
-        self.applied(entry)
+        written, used, maxmemory = await self.change_logged(
+            f"filler keys under {self.prefix}",
+            {"handler": "redis_delete_prefix", "prefix": self.prefix}, self._fill)
         self.ctx.log(f"wrote {written} filler key(s): used_memory {used / 2**20:.0f} MiB of "
                      f"{maxmemory / 2**20:.0f} MiB ({used / maxmemory:.0%})")
 

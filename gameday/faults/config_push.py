@@ -21,14 +21,14 @@ its original is only in the log): `invoke deploy` renders it again.
 
 from __future__ import annotations
 
-import asyncio
 from pathlib import Path
 from typing import Any
 
 import httpx
 import yaml
 
-from gameday.faults.base import Fault, UndoContext, service_of, undo_handler, write_like
+from gameday.faults.base import UndoContext, undo_handler, write_like
+from gameday.faults.config_file import ConfigFileFault, deployed_files, restore_original
 from infra.paths import host_dir
 from infra.topology import Service, Topology
 
@@ -74,11 +74,7 @@ def reload(service: Service, timeout_s: float = 10) -> int:
 
 @undo_handler("restore_config_and_reload")
 def _restore(ctx: UndoContext, undo: dict[str, Any]) -> str:
-    svc = service_of(ctx.topology, undo["host"], undo["service"])
-    path = config_path(ctx.topology, svc)
-    if str(path) != undo["path"]:
-        raise ValueError(f"refusing to write {undo['path']}: not {svc.name}'s configuration")
-    write_like(path, undo["content"])
+    svc, path = restore_original(ctx, undo, config_path, ConfigPush.file_label)
     status = reload(svc)
     if status != 200:
         raise RuntimeError(f"{svc.name}@{svc.host} restored {path.name}, but its reload "
@@ -90,11 +86,7 @@ def repair_marked_configs(topology: Topology) -> list[str]:
     """For cleanup without a log: strip our marked lines from every such file, reload."""
     done = []
     for name in CONFIG_FILES:
-        for svc in topology.instances(name):
-            path = config_path(topology, svc)
-            if not path.is_file():
-                continue
-            text = path.read_text(encoding="utf-8")
+        for svc, path, text in deployed_files(topology, topology.instances(name), config_path):
             if NO_ALERTMANAGERS_MARKER in text:
                 raise RuntimeError(f"{path} lists no Alertmanager (a config_push GameDay "
                                    "left it and its rollback log is gone): run `invoke "
@@ -107,12 +99,14 @@ def repair_marked_configs(topology: Topology) -> list[str]:
     return done
 
 
-class ConfigPush(Fault):
+class ConfigPush(ConfigFileFault):
     kind = "config_push"
+    restore_handler = "restore_config_and_reload"
+    file_label = "configuration"
+    config_path = staticmethod(config_path)
 
-    @property
-    def path(self) -> Path:
-        return config_path(self.ctx.topology, self.service)
+    def reload(self, service: Service) -> int:
+        return reload(service)
 
     def plan(self) -> list[str]:
         svc = self.service
@@ -131,30 +125,19 @@ class ConfigPush(Fault):
         if self.params.change == "no_alertmanagers" and self.service.name != "prometheus":
             return [f"config_push change no_alertmanagers applies to prometheus, not "
                     f"{self.service.name}"]
-        if not self.path.is_file():
-            return [f"{self.path} does not exist: config_push edits the deployed "
-                    "configuration of the local target (is the stack deployed locally?)"]
-        return []
+        return self.missing_file()
 
     async def inject(self) -> None:
-        problems = self.preflight()
-        if problems:
-            raise RuntimeError("; ".join(problems))
+        original = self.read_original()
         svc = self.service
-        original = self.path.read_text(encoding="utf-8")
         if MARKER in original or NO_ALERTMANAGERS_MARKER in original:
             raise RuntimeError(f"{self.path} is already changed by a GameDay: run "
                                "`invoke gameday --cleanup` first")
         removing = self.params.change == "no_alertmanagers"
         pushed = without_alertmanagers(original) if removing else broken(original)
         what = "without Alertmanagers" if removing else "broken"
-        entry = self.record_change(
-            f"{self.path.name} of {svc.name}@{svc.host} {what} and reloaded",
-            {"handler": "restore_config_and_reload", "host": svc.host, "service": svc.name,
-             "path": str(self.path), "content": original})
-        await asyncio.to_thread(write_like, self.path, pushed)
-        status = await asyncio.to_thread(reload, svc)
-        self.applied(entry)
+        status = await self.push(f"{self.path.name} of {svc.name}@{svc.host} {what} and reloaded",
+                                 original, pushed)
         intended = (status == 200) == removing
         self.ctx.log(f"{self.path.name} {what}; {svc.name} reload answered HTTP {status}"
                      + (" (as intended)" if intended else " (NOT as intended: the fault did "

@@ -88,9 +88,7 @@ class DiskFull(Fault):
         return volume_problems(self.path, self.params.max_volume_gb)
 
     async def inject(self) -> None:
-        problems = self.preflight()
-        if problems:
-            raise RuntimeError("; ".join(problems))
+        self.require_preflight()
         balloon = mount_point(self.path) / BALLOON
         entry = self.record_change(f"balloon file {balloon}",
                                    {"handler": "remove_file", "path": str(balloon)})

@@ -28,7 +28,8 @@ import signal
 from pathlib import Path
 from typing import Any
 
-from gameday.faults.base import Fault, UndoContext, service_of, undo_handler, write_like
+from gameday.faults.base import UndoContext, undo_handler, write_like
+from gameday.faults.config_file import ConfigFileFault, deployed_files, restore_original
 from infra.paths import host_dir
 from infra.topology import Service, Topology
 
@@ -67,11 +68,7 @@ def reload(ctx_target: Any, service: Service) -> list[int]:
 
 @undo_handler("restore_pgbouncer_config")
 def _restore(ctx: UndoContext, undo: dict[str, Any]) -> str:
-    svc = service_of(ctx.topology, undo["host"], undo["service"])
-    path = config_path(ctx.topology, svc)
-    if str(path) != undo["path"]:
-        raise ValueError(f"refusing to write {undo['path']}: not {svc.name}'s pgbouncer.ini")
-    write_like(path, undo["content"])
+    svc, _path = restore_original(ctx, undo, config_path, PgbouncerClientLimit.file_label)
     pids = reload(ctx.target, svc)
     return (f"pgbouncer.ini restored (max_client_conn {configured_limit(undo['content'])}), "
             f"SIGHUP to {pids}")
@@ -82,11 +79,8 @@ def restore_configured_limits(topology: Topology, target: Any) -> list[str]:
     config's max_client_conn gets it back (and a SIGHUP)."""
     wanted = topology.sizing.pgbouncer.max_client_conn
     done = []
-    for svc in topology.instances("pgbouncer"):
-        path = config_path(topology, svc)
-        if not path.is_file():
-            continue
-        text = path.read_text(encoding="utf-8")
+    for svc, path, text in deployed_files(topology, topology.instances("pgbouncer"),
+                                          config_path):
         found = configured_limit(text)
         if found is None or found == wanted:
             continue
@@ -97,12 +91,15 @@ def restore_configured_limits(topology: Topology, target: Any) -> list[str]:
     return done
 
 
-class PgbouncerClientLimit(Fault):
+class PgbouncerClientLimit(ConfigFileFault):
     kind = "pgbouncer_client_limit"
+    target_service = "pgbouncer"
+    restore_handler = "restore_pgbouncer_config"
+    file_label = "pgbouncer.ini"
+    config_path = staticmethod(config_path)
 
-    @property
-    def path(self) -> Path:
-        return config_path(self.ctx.topology, self.service)
+    def reload(self, service: Service) -> list[int]:
+        return reload(self.ctx.target, service)
 
     def plan(self) -> list[str]:
         svc = self.service
@@ -112,29 +109,16 @@ class PgbouncerClientLimit(Fault):
                 f"SIGHUP; {self.spec.duration_s:g}s"]
 
     def preflight(self) -> list[str]:
-        if self.service.name != "pgbouncer":
-            return [f"pgbouncer_client_limit targets pgbouncer, not {self.service.name}"]
-        if not self.path.is_file():
-            return [f"{self.path} does not exist: pgbouncer_client_limit edits the deployed "
-                    "pgbouncer.ini of the local target (is the stack deployed locally?)"]
-        return []
+        return super().preflight() or self.missing_file()
 
     async def inject(self) -> None:
-        problems = self.preflight()
-        if problems:
-            raise RuntimeError("; ".join(problems))
+        original = self.read_original()
         svc = self.service
-        original = self.path.read_text(encoding="utf-8")
         used = await asyncio.to_thread(self._used_clients)
         limit = lowered_limit(used, self.params.fill)
         lowered = with_limit(original, limit)  # fails before anything is written
-        entry = self.record_change(
-            f"max_client_conn of {svc.name}@{svc.host} lowered to {limit}",
-            {"handler": "restore_pgbouncer_config", "host": svc.host, "service": svc.name,
-             "path": str(self.path), "content": original})
-        await asyncio.to_thread(write_like, self.path, lowered)
-        pids = await asyncio.to_thread(reload, self.ctx.target, svc)
-        self.applied(entry)
+        pids = await self.push(f"max_client_conn of {svc.name}@{svc.host} lowered to {limit}",
+                               original, lowered)
         self.ctx.log(f"max_client_conn {configured_limit(original)} → {limit} "
                      f"({used} clients in use), SIGHUP to {pids}")
 

@@ -52,6 +52,7 @@ def _terminate(ctx: UndoContext, undo: dict[str, Any]) -> str:
 
 class PoolExhaustion(Fault):
     kind = "pool_exhaustion"
+    target_service = "pgbouncer"
 
     @property
     def connections(self) -> int:
@@ -68,11 +69,6 @@ class PoolExhaustion(Fault):
         return [f"hold {self.connections} server connections of {svc.name}@{svc.host} "
                 f"({svc.endpoint}) with transactions sleeping in {self.sleep_chunk_s:g}s "
                 f"steps for {self.spec.duration_s:g}s"]
-
-    def preflight(self) -> list[str]:
-        if self.service.name != "pgbouncer":
-            return [f"pool_exhaustion targets pgbouncer, not {self.service.name}"]
-        return []
 
     async def inject(self) -> None:
         self._stop = asyncio.Event()

@@ -45,24 +45,48 @@ async def _connect(fault: Fault, application_name: str) -> Any:
     return conn
 
 
-class _Journaled(Fault):
-    """Log-first: the terminate-by-application_name undo before any connection opens."""
+async def _backend_pid(conn: Any) -> int:
+    row = await (await conn.execute("SELECT pg_backend_pid()")).fetchone()
+    return int(row[0]) if row else 0
 
+
+class _Journaled(Fault):
+    """Log-first: the terminate-by-application_name undo before any connection opens;
+    the sessions' backend pids go into it once they are open, and rollback closes them
+    (`_conns`) before the undo runs."""
+
+    target_service = "postgresql"
     app_name_base = "civicpulse-gameday"
 
     @property
     def application_name(self) -> str:
         return f"{self.app_name_base}-{self.ctx.run_id}"
 
-    def preflight(self) -> list[str]:
-        if self.service.name != "postgresql":
-            return [f"{self.kind} targets postgresql, not {self.service.name}"]
-        return []
-
-    def journal(self, description: str) -> None:
+    def journal(self, what: str) -> None:
+        """Record the undo for sessions doing `what` (as the fault's application_name)."""
+        self._conns: list[Any] = []
         self._entry = self.record_change(
-            description, {"handler": "terminate_backends",
-                          "application_name": self.application_name, "pids": []})
+            f"{what} as {self.application_name}",
+            {"handler": "terminate_backends", "application_name": self.application_name,
+             "pids": []})
+
+    async def open_session(self) -> Any:
+        """A direct session as the fault's application_name (rollback closes it)."""
+        conn = await _connect(self, self.application_name)
+        self._conns.append(conn)
+        return conn
+
+    def sessions_open(self, pids: list[int]) -> None:
+        """The sessions' backend pids into the undo; the entry is applied."""
+        self.ctx.rollback_log.update_undo(self._entry, pids=pids)
+        self.applied(self._entry)
+
+    async def rollback(self) -> list[str]:
+        for conn in getattr(self, "_conns", []):
+            with contextlib.suppress(Exception):
+                await conn.close()
+        self._conns = []
+        return await super().rollback()
 
 
 class LongTransaction(_Journaled):
@@ -79,28 +103,21 @@ class LongTransaction(_Journaled):
                 f"{self.spec.duration_s:g}s"]
 
     async def inject(self) -> None:
-        self._stop = asyncio.Event()
-        self.journal(f"a transaction held open for {self.spec.duration_s:g}s as "
-                     f"{self.application_name}")
-        self._conn = await _connect(self, self.application_name)
-        await self._conn.execute("BEGIN")
-        cur = await self._conn.execute("SELECT pg_backend_pid(), txid_current()")
+        self.journal(f"a transaction held open for {self.spec.duration_s:g}s")
+        conn = await self.open_session()
+        await conn.execute("BEGIN")
+        cur = await conn.execute("SELECT pg_backend_pid(), txid_current()")
         row = await cur.fetchone()
         pid = int(row[0]) if row else 0
-        self.ctx.rollback_log.update_undo(self._entry, pids=[pid])
-        self.applied(self._entry)
+        self.sessions_open([pid])
         self.ctx.log(f"transaction {row[1] if row else '?'} open in backend {pid}, idle")
 
     async def rollback(self) -> list[str]:
-        conn = getattr(self, "_conn", None)
-        if conn is not None:
+        for conn in getattr(self, "_conns", []):
             # It may already be gone (the runbook or PostgreSQL ended it): that is the
             # point, not an error.
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(conn.execute("ROLLBACK"), timeout=5)
-            with contextlib.suppress(Exception):
-                await conn.close()
-            self._conn = None
         return await super().rollback()
 
 
@@ -128,15 +145,10 @@ class Deadlocks(_Journaled):
                 f"{self.params.interval_s:g}s within {self.spec.duration_s:g}s"]
 
     async def inject(self) -> None:
-        self.journal(f"{self.params.deadlocks} deadlocking transaction pair(s) as "
-                     f"{self.application_name}")
-        self._conns = [await _connect(self, self.application_name) for _ in range(2)]
-        pids = []
-        for conn in self._conns:
-            row = await (await conn.execute("SELECT pg_backend_pid()")).fetchone()
-            pids.append(int(row[0]) if row else 0)
-        self.ctx.rollback_log.update_undo(self._entry, pids=pids)
-        self.applied(self._entry)
+        self.journal(f"{self.params.deadlocks} deadlocking transaction pair(s)")
+        for _ in range(2):
+            await self.open_session()
+        self.sessions_open([await _backend_pid(conn) for conn in self._conns])
         self.detected = 0
         self.rounds = 0
         self._started = asyncio.get_running_loop().time()
@@ -192,10 +204,6 @@ class Deadlocks(_Journaled):
         if task is not None:
             task.cancel()
             await asyncio.gather(task, return_exceptions=True)
-        for conn in getattr(self, "_conns", []):
-            with contextlib.suppress(Exception):
-                await conn.close()
-        self._conns = []
         return await super().rollback()
 
 
@@ -223,10 +231,8 @@ class DirectConnections(_Journaled):
                 f"{self.spec.duration_s:g}s"]
 
     async def inject(self) -> None:
-        self._conns: list[Any] = []
-        self.journal(f"direct sessions as {self.application_name}")
-        probe = await _connect(self, self.application_name)
-        self._conns.append(probe)
+        self.journal("direct sessions")
+        probe = await self.open_session()
         row = await (await probe.execute(
             "SELECT count(*), current_setting('max_connections')::int "
             "FROM pg_stat_activity WHERE backend_type = 'client backend'")).fetchone()
@@ -248,17 +254,8 @@ class DirectConnections(_Journaled):
         pids = []
         for conn in self._conns:
             with contextlib.suppress(Exception):
-                pid_row = await (await conn.execute("SELECT pg_backend_pid()")).fetchone()
-                pids.append(int(pid_row[0]) if pid_row else 0)
-        self.ctx.rollback_log.update_undo(self._entry, pids=pids)
-        self.applied(self._entry)
+                pids.append(await _backend_pid(conn))
+        self.sessions_open(pids)
         self.ctx.log(f"{opened + 1} direct session(s) open ({current} client connections "
                      f"before, max_connections {max_connections})"
                      + (f"; stopped early: {failed}" if failed else ""))
-
-    async def rollback(self) -> list[str]:
-        for conn in getattr(self, "_conns", []):
-            with contextlib.suppress(Exception):
-                await conn.close()
-        self._conns = []
-        return await super().rollback()

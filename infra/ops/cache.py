@@ -71,9 +71,7 @@ def usage(topology: Topology, sample: int = 5000) -> Outcome:
                 name = key.decode(errors="replace") if isinstance(key, bytes) else str(key)
                 seen.append((name, int(answers[2 * i] or 0), int(answers[2 * i + 1]) >= 0))
     except redis.RedisError as exc:
-        outcome = Outcome(title="Redis keys")
-        outcome.fail(f"Redis at {one_instance(topology, 'redis').endpoint} failed: {exc}")
-        return outcome
+        return redis_failed(topology, Outcome(title="Redis keys"), exc)
     finally:
         conn.close()
     used, limit = int(memory.get("used_memory", 0)), int(memory.get("maxmemory", 0))
@@ -98,6 +96,12 @@ def client(topology: Topology, timeout_s: float = 2.0) -> redis.Redis:
         return redis_client(topology, svc, timeout_s)
     except OSError as exc:
         raise unreadable_secret(topology, "redis", exc) from None
+
+
+def redis_failed(topology: Topology, outcome: Outcome, exc: redis.RedisError) -> Outcome:
+    """`outcome`, failed with what the stack's Redis answered."""
+    outcome.fail(f"Redis at {one_instance(topology, 'redis').endpoint} failed: {exc}")
+    return outcome
 
 
 def delete_keys(topology: Topology, keys: list[str], pattern: str | None = None,
@@ -134,7 +138,7 @@ def delete_keys(topology: Topology, keys: list[str], pattern: str | None = None,
             else:
                 outcome.rows.append([key, "deleted" if conn.delete(key) else "absent"])
     except redis.RedisError as exc:
-        outcome.fail(f"Redis at {one_instance(topology, 'redis').endpoint} failed: {exc}")
+        redis_failed(topology, outcome, exc)
     finally:
         conn.close()
     return outcome
@@ -173,9 +177,7 @@ def clients(topology: Topology, kill_foreign_idle_for: int | None = None,
             killed = sum(int(bool(r)) for r in pipe.execute(raise_on_error=False)
                          if not isinstance(r, Exception))
     except redis.RedisError as exc:
-        outcome = Outcome(title="Redis clients")
-        outcome.fail(f"Redis at {one_instance(topology, 'redis').endpoint} failed: {exc}")
-        return outcome
+        return redis_failed(topology, Outcome(title="Redis clients"), exc)
     finally:
         conn.close()
     groups: dict[tuple[str, str], list[int]] = {}

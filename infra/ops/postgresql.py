@@ -87,6 +87,20 @@ def default_age_s(topology: Topology) -> int:
     return topology.sizing.pgbouncer.query_timeout_s or 30
 
 
+def terminate(conn: psycopg.Connection[Any], victims: list[tuple],
+              dry_run: bool) -> list[list[Any]]:
+    """pg_terminate_backend() on the pid (first column) of each victim row, unless
+    dry_run; the rows with a result column added."""
+    rows = []
+    for pid, *rest in victims:
+        result = "dry run"
+        if not dry_run:
+            done = conn.execute("SELECT pg_terminate_backend(%s)", [pid]).fetchone()
+            result = "terminated" if done and done[0] else "already gone"
+        rows.append([pid, *rest, result])
+    return rows
+
+
 def kill_transactions(topology: Topology, older_than_s: int | None = None,
                       state: str = "idle-in-transaction", dry_run: bool = False) -> Outcome:
     """pg_terminate_backend() on client sessions of the app database whose transaction
@@ -114,13 +128,8 @@ def kill_transactions(topology: Topology, older_than_s: int | None = None,
         outcome = Outcome(title=f"{'would terminate' if dry_run else 'terminated'}: {state} "
                                 f"sessions with a transaction older than {older_than_s}s",
                           columns=["pid", "user", "application", "state", "xact_age_s",
-                                   "query", "result"])
-        for pid, *rest in victims:
-            result = "dry run"
-            if not dry_run:
-                done = conn.execute("SELECT pg_terminate_backend(%s)", [pid]).fetchone()
-                result = "terminated" if done and done[0] else "already gone"
-            outcome.rows.append([pid, *rest, result])
+                                   "query", "result"],
+                          rows=terminate(conn, victims, dry_run))
     if not victims:
         outcome.note("no matching session: nothing to do")
     return outcome
@@ -181,13 +190,8 @@ def kill_direct_clients(topology: Topology, idle_for_s: int = 2,
         outcome = Outcome(title=f"{'would terminate' if dry_run else 'terminated'}: idle "
                                 f"sessions of {APP.user} bypassing PgBouncer for "
                                 f">= {idle_for_s}s",
-                          columns=["pid", "user", "application", "state", "idle_s", "result"])
-        for pid, *rest in victims:
-            result = "dry run"
-            if not dry_run:
-                done = conn.execute("SELECT pg_terminate_backend(%s)", [pid]).fetchone()
-                result = "terminated" if done and done[0] else "already gone"
-            outcome.rows.append([pid, *rest, result])
+                          columns=["pid", "user", "application", "state", "idle_s", "result"],
+                          rows=terminate(conn, victims, dry_run))
     outcome.note(f"{len(sessions)} session(s) of {APP.user}, {len(pooled)} held by PgBouncer, "
                  f"{len(victims)} direct and idle >= {idle_for_s}s")
     return outcome

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from gameday.rollback_log import read_rollback_log
 from infra.topology import Topology, load_stack
 
 
@@ -15,6 +16,25 @@ from infra.topology import Topology, load_stack
 def topology(tmp_path: Path) -> Topology:
     """The lab stack's topology with its state directory in tmp."""
     return dataclasses.replace(load_stack("lab"), state_dir=tmp_path / "state")
+
+
+@pytest.fixture
+def log_at_write(monkeypatch, topology):
+    """Spy on `module.write_like`: the list it returns gets the rollback log's first entry
+    (as on disk) at each write, then the write happens."""
+
+    def spy_on(module) -> list:
+        seen = []
+        real = module.write_like
+
+        def spy(path, text):
+            seen.append(read_rollback_log(topology.state_dir).entries[0])
+            real(path, text)
+
+        monkeypatch.setattr(module, "write_like", spy)
+        return seen
+
+    return spy_on
 
 
 @pytest.fixture

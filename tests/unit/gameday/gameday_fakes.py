@@ -6,6 +6,10 @@ import json
 from collections.abc import Sequence
 from pathlib import Path
 
+from gameday.faults import fault_class
+from gameday.faults.base import Fault, FaultContext
+from gameday.rollback_log import RollbackLog
+from gameday.scenario import FaultSpec
 from infra.targets.base import CommandResult, NetworkFault, ServiceState, Target
 from infra.topology import Service, Topology
 
@@ -107,3 +111,15 @@ class FakeTarget(Target):
 
     def user_of(self, service_name: str) -> str:
         return "nobody"
+
+
+def make_fault(topology: Topology, kind: str, service: str, target: Target | None = None,
+               duration: float = 10, **params: object) -> tuple[Fault, RollbackLog]:
+    """A `kind` fault on `service` (run r1 of scenario t) with a fresh rollback log, on
+    a FakeTarget unless told otherwise."""
+    rollback_log = RollbackLog.create(topology.state_dir, "r1", topology.stack)
+    spec = FaultSpec(kind=kind, target={"service": service}, parameters=params,
+                     duration_s=duration)
+    ctx = FaultContext(topology=topology, target=target or FakeTarget(topology),
+                       rollback_log=rollback_log, scenario_id="t", run_id="r1")
+    return fault_class(kind)(spec, ctx), rollback_log

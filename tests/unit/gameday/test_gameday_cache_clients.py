@@ -8,12 +8,11 @@ import asyncio
 
 import pytest
 import redis
-from gameday_fakes import FakeTarget
+from gameday_fakes import FakeTarget, make_fault
 
-from gameday.faults import cache_clients, fault_class
-from gameday.faults.base import FaultContext, UndoContext, run_undo
-from gameday.rollback_log import INTENT, RollbackLog, read_rollback_log
-from gameday.scenario import FaultSpec
+from gameday.faults import cache_clients
+from gameday.faults.base import UndoContext, run_undo
+from gameday.rollback_log import INTENT, read_rollback_log
 from infra.ops import cache
 
 
@@ -78,17 +77,9 @@ def server(monkeypatch, topology):
     return srv
 
 
-def make(topology, **params):
-    rollback_log = RollbackLog.create(topology.state_dir, "r1", topology.stack)
-    spec = FaultSpec(kind="redis_connection_flood", target={"service": "redis"},
-                     parameters=params, duration_s=40)
-    ctx = FaultContext(topology=topology, target=FakeTarget(topology), rollback_log=rollback_log,
-                       scenario_id="t", run_id="r1")
-    return fault_class("redis_connection_flood")(spec, ctx), rollback_log
-
-
 def test_flood_leaves_headroom_gets_refused_and_rolls_back(topology, server):
-    fault, rollback_log = make(topology, headroom=3, burst=2)
+    fault, rollback_log = make_fault(topology, "redis_connection_flood", "redis", duration=40,
+                                     headroom=3, burst=2)
     asyncio.run(fault.inject())
     first = server.log_at_first_connect.entries[0]
     assert first.state == INTENT and first.undo == {"handler": "kill_redis_clients",

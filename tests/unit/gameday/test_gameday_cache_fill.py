@@ -10,14 +10,12 @@ import fnmatch
 
 import pytest
 import redis
-from gameday_fakes import FakeTarget
+from gameday_fakes import FakeTarget, make_fault
 
 from gameday import cleanup as cleanup_module
 from gameday.cleanup import cleanup
-from gameday.faults import cache_fill, fault_class
-from gameday.faults.base import FaultContext
-from gameday.rollback_log import INTENT, RollbackLog, read_rollback_log, rollback_log_path
-from gameday.scenario import FaultSpec
+from gameday.faults import cache_fill
+from gameday.rollback_log import INTENT, read_rollback_log, rollback_log_path
 from infra.ops import cache
 
 
@@ -101,13 +99,8 @@ def fake_redis(monkeypatch, topology):
     return conn
 
 
-def make(topology, duration=40, **params):
-    rollback_log = RollbackLog.create(topology.state_dir, "r1", topology.stack)
-    spec = FaultSpec(kind="redis_fill", target={"service": "redis"}, parameters=params,
-                     duration_s=duration)
-    ctx = FaultContext(topology=topology, target=FakeTarget(topology), rollback_log=rollback_log,
-                       scenario_id="t", run_id="r1")
-    return fault_class("redis_fill")(spec, ctx), rollback_log
+def make(topology, **params):
+    return make_fault(topology, "redis_fill", "redis", duration=40, **params)
 
 
 def test_fill_is_journaled_first_reaches_its_goal_and_every_key_expires(topology, fake_redis):

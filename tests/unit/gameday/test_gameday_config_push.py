@@ -9,13 +9,11 @@ import os
 
 import pytest
 import yaml
-from gameday_fakes import FakeTarget
+from gameday_fakes import FakeTarget, make_fault
 
 from gameday.cleanup import cleanup
-from gameday.faults import config_push, fault_class
-from gameday.faults.base import FaultContext
-from gameday.rollback_log import INTENT, RollbackLog, read_rollback_log, rollback_log_path
-from gameday.scenario import FaultSpec
+from gameday.faults import config_file, config_push
+from gameday.rollback_log import INTENT, rollback_log_path
 
 ORIGINAL = "global:\n  scrape_interval: 1s\nalerting:\n  alertmanagers: []\n"
 
@@ -47,13 +45,8 @@ def files(topology, reloads):
     return paths
 
 
-def make(topology, service, duration=60, **params):
-    rollback_log = RollbackLog.create(topology.state_dir, "r1", topology.stack)
-    spec = FaultSpec(kind="config_push", target={"service": service}, parameters=params,
-                     duration_s=duration)
-    ctx = FaultContext(topology=topology, target=FakeTarget(topology), rollback_log=rollback_log,
-                       scenario_id="t", run_id="r1")
-    return fault_class("config_push")(spec, ctx), rollback_log
+def make(topology, service, **params):
+    return make_fault(topology, "config_push", service, duration=60, **params)
 
 
 def test_broken_and_repaired_are_inverse():
@@ -65,17 +58,10 @@ def test_broken_and_repaired_are_inverse():
 
 @pytest.mark.parametrize("service", ["prometheus", "alertmanager"])
 def test_the_original_is_journaled_first_and_restored_with_a_reload(
-        topology, files, reloads, monkeypatch, service):
+        topology, files, reloads, log_at_write, service):
     calls, _ = reloads
     fault, rollback_log = make(topology, service)
-    seen = []
-    real = config_push.write_like
-
-    def spy(path, text):
-        seen.append(read_rollback_log(topology.state_dir).entries[0])
-        real(path, text)
-
-    monkeypatch.setattr(config_push, "write_like", spy)
+    seen = log_at_write(config_file)
     asyncio.run(fault.inject())
     assert seen[0].state == INTENT and seen[0].undo["content"] == ORIGINAL
     assert config_push.MARKER in files[service].read_text()

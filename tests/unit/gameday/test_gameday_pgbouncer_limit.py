@@ -9,14 +9,12 @@ import os
 import signal
 
 import pytest
-from gameday_fakes import FakeTarget
+from gameday_fakes import FakeTarget, make_fault
 
 from gameday.cleanup import cleanup
 from gameday.fault_parameters import PgbouncerClientLimitParams
-from gameday.faults import fault_class, pgbouncer_limit
-from gameday.faults.base import FaultContext
-from gameday.rollback_log import INTENT, RollbackLog, read_rollback_log, rollback_log_path
-from gameday.scenario import FaultSpec
+from gameday.faults import config_file, pgbouncer_limit
+from gameday.rollback_log import INTENT, rollback_log_path
 
 INI = """;; managed
 [pgbouncer]
@@ -37,13 +35,9 @@ def ini(topology):
     return path
 
 
-def make(topology, target, duration=60, **params):
-    rollback_log = RollbackLog.create(topology.state_dir, "r1", topology.stack)
-    spec = FaultSpec(kind="pgbouncer_client_limit", target={"service": "pgbouncer"},
-                     parameters=params, duration_s=duration)
-    ctx = FaultContext(topology=topology, target=target, rollback_log=rollback_log,
-                       scenario_id="t", run_id="r1")
-    return fault_class("pgbouncer_client_limit")(spec, ctx), rollback_log
+def make(topology, target, **params):
+    return make_fault(topology, "pgbouncer_client_limit", "pgbouncer", target, duration=60,
+                      **params)
 
 
 def sighups(target):
@@ -75,18 +69,11 @@ def test_only_the_max_client_conn_line_changes():
 
 
 def test_the_original_is_journaled_before_the_file_changes_then_restored(
-        topology, ini, monkeypatch):
+        topology, ini, monkeypatch, log_at_write):
     target = FakeTarget(topology, rollback_log_path(topology.state_dir))
     fault, rollback_log = make(topology, target)
     monkeypatch.setattr(fault, "_used_clients", lambda: 17)
-    written = []
-    real_write = pgbouncer_limit.write_like
-
-    def spy(path, text):
-        written.append(read_rollback_log(topology.state_dir).entries[0])
-        real_write(path, text)
-
-    monkeypatch.setattr(pgbouncer_limit, "write_like", spy)
+    written = log_at_write(config_file)
     asyncio.run(fault.inject())
     entry = written[0]
     assert entry.state == INTENT and entry.undo["content"] == INI

@@ -7,14 +7,13 @@ import asyncio
 
 import psycopg
 import pytest
-from gameday_fakes import FakeTarget
+from gameday_fakes import FakeTarget, make_fault
 
 from gameday.cleanup import cleanup
 from gameday.fault_parameters import DeadlocksParams
-from gameday.faults import fault_class, transactions
-from gameday.faults.base import UNDO_HANDLERS, FaultContext
-from gameday.rollback_log import INTENT, UNDONE, RollbackLog, read_rollback_log
-from gameday.scenario import FaultSpec
+from gameday.faults import transactions
+from gameday.faults.base import UNDO_HANDLERS
+from gameday.rollback_log import INTENT, UNDONE, read_rollback_log
 
 
 class FakeLocks:
@@ -91,12 +90,20 @@ def fake_pg(monkeypatch, topology):
 
 
 def make(topology, kind, duration=10, **params):
-    rollback_log = RollbackLog.create(topology.state_dir, "r1", topology.stack)
-    spec = FaultSpec(kind=kind, target={"service": "postgresql"}, parameters=params,
-                     duration_s=duration)
-    ctx = FaultContext(topology=topology, target=FakeTarget(topology), rollback_log=rollback_log,
-                       scenario_id="t", run_id="r1")
-    return fault_class(kind)(spec, ctx), rollback_log
+    return make_fault(topology, kind, "postgresql", duration=duration, **params)
+
+
+def run_deadlocks(topology, duration, deadlocks):
+    """Deadlocks one second apart: inject, let the background rounds end, roll back."""
+    fault, _ = make(topology, "deadlocks", duration=duration, deadlocks=deadlocks, interval_s=1)
+
+    async def run():
+        await fault.inject()
+        await asyncio.wait_for(fault._task, timeout=10)
+        await fault.rollback()
+
+    asyncio.run(run())
+    return fault
 
 
 @pytest.fixture
@@ -143,16 +150,9 @@ def test_long_transaction_ended_by_the_runbook_still_rolls_back(topology, fake_p
 
 
 def test_deadlocks_happen_as_many_times_as_asked_within_the_duration(
-        topology, fake_pg, undone, monkeypatch):
+        topology, fake_pg, undone):
     locks, opened, _log, log_at_connect = fake_pg
-    fault, _ = make(topology, "deadlocks", duration=3, deadlocks=3, interval_s=1)
-
-    async def run():
-        await fault.inject()
-        await asyncio.wait_for(fault._task, timeout=10)
-        await fault.rollback()
-
-    asyncio.run(run())
+    fault = run_deadlocks(topology, duration=3, deadlocks=3)
     assert locks.deadlocks == 3 and fault.detected == 3 and fault.rounds == 3
     assert len(opened) == 2 and all(c.closed for c in opened)
     assert all(entries and entries[0]["state"] == INTENT for entries in log_at_connect)
@@ -163,14 +163,7 @@ def test_deadlocks_happen_as_many_times_as_asked_within_the_duration(
 def test_deadlock_rounds_never_outlast_the_fault(topology, fake_pg, undone):
     locks, _opened, _log, _ = fake_pg
     # 20 asked, one every 1 s, but the fault lasts 2 s: the first round plus at most one.
-    fault, _ = make(topology, "deadlocks", duration=2, deadlocks=20, interval_s=1)
-
-    async def run():
-        await fault.inject()
-        await asyncio.wait_for(fault._task, timeout=10)
-        await fault.rollback()
-
-    asyncio.run(run())
+    run_deadlocks(topology, duration=2, deadlocks=20)
     assert 1 <= locks.deadlocks <= 2
 
 
@@ -192,11 +185,8 @@ def test_deadlock_parameters_are_bounded():
 
 @pytest.mark.parametrize("kind", ["long_transaction", "deadlocks"])
 def test_only_postgresql_is_a_target(topology, kind):
-    spec = FaultSpec(kind=kind, target={"service": "redis"}, parameters={}, duration_s=10)
-    ctx = FaultContext(topology=topology, target=FakeTarget(topology),
-                       rollback_log=RollbackLog(topology.state_dir, "r1", topology.stack),
-                       scenario_id="t", run_id="r1")
-    assert fault_class(kind)(spec, ctx).preflight() == [f"{kind} targets postgresql, not redis"]
+    fault, _ = make_fault(topology, kind, "redis")
+    assert fault.preflight() == [f"{kind} targets postgresql, not redis"]
 
 
 def test_cleanup_ends_the_sessions_a_killed_run_left(topology, fake_pg, undone):
