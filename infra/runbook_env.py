@@ -18,7 +18,6 @@ from infra.paths import secrets_dir
 from infra.supervision import supervisorctl_shell
 from infra.topology import REPO_ROOT, Topology, stack_path
 
-
 #: The docker CLI's own settings for where the engine is and how to reach it.
 DOCKER_CLIENT_ENV = ("DOCKER_HOST", "DOCKER_CONTEXT", "DOCKER_CONFIG", "DOCKER_CERT_PATH",
                      "DOCKER_TLS_VERIFY")
