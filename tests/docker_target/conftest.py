@@ -87,7 +87,7 @@ def docker_stack(dtest_topology: Topology) -> Iterator[DockerStack]:
         timings["contexts_s"] = time.monotonic() - step
         resources = evaluate(topology, contexts, publish_monitoring=True, grafana=grafana)
         step = time.monotonic()
-        applied = Standin(client, log=_log).up(topology, resources)
+        applied = Standin(client, log=_log, base_url=engine.url).up(topology, resources)
         timings["up_s"] = time.monotonic() - step
         timings["images_s"] = sum(applied.images.values())
         write_secrets(topology, applied)

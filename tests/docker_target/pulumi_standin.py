@@ -211,19 +211,24 @@ def _upload_tar(uploads: list[dict[str, Any]]) -> bytes:
 class Standin:
     """Creates the recorded resources on the engine `client` talks to."""
 
-    def __init__(self, client: docker.DockerClient, log: Callable[[str], None] = print) -> None:
+    def __init__(self, client: docker.DockerClient, log: Callable[[str], None] = print,
+                 base_url: str | None = None) -> None:
         self.client = client
         self.log = log
+        #: The engine's URL, for a client per parallel build (None: build one by one).
+        self.base_url = base_url
         #: The mock's resource ids (what `network_mode=container:<id>` names) → real ids.
         self.ids: dict[str, str] = {}
 
     def up(self, topology: Topology, resources: list[Resource]) -> Applied:
         applied = Applied()
         first_start: float | None = None
-        for resource in in_dependency_order(topology, resources):
-            if resource.typ == RANDOM_PASSWORD:
+        ordered = in_dependency_order(topology, resources)
+        self._build_images(topology, [r for r in ordered if r.typ == IMAGE], applied)
+        for resource in ordered:
+            if resource.typ in (RANDOM_PASSWORD, IMAGE):
                 continue
-            handler = {NETWORK: self._network, VOLUME: self._volume, IMAGE: self._image,
+            handler = {NETWORK: self._network, VOLUME: self._volume,
                        REMOTE_IMAGE: self._remote_image, CONTAINER: self._container}.get(
                            resource.typ)
             if handler is None:
@@ -232,8 +237,6 @@ class Standin:
             if resource.typ == CONTAINER and first_start is None:
                 first_start = started
             handler(resource)
-            if resource.typ == IMAGE:
-                applied.images[resource.inputs["imageName"]] = time.monotonic() - started
             if resource.typ == CONTAINER:
                 applied.containers.append(resource.inputs["name"])
         if first_start is not None:
@@ -241,6 +244,35 @@ class Standin:
         applied.secrets = {r.name.removeprefix("secret-").replace("-", "_"): r.outputs.get("result")
                            for r in resources if r.typ == RANDOM_PASSWORD}
         return applied
+
+    def _build_images(self, topology: Topology, images: list[Resource], applied: Applied
+                      ) -> None:
+        """Build every image, those whose parents are built side by side (the engine
+        runs independent resources in parallel too), each on a client of its own."""
+        stack_images = program.plan(topology).images
+        parents = {spec.name: {stack_images[key].name for key in spec.after}
+                   for spec in stack_images.values()}
+        built: set[str] = set()
+        pending = list(images)
+        with ThreadPoolExecutor(max_workers=3 if self.base_url else 1) as pool:
+            while pending:
+                ready = [r for r in pending
+                         if parents.get(r.inputs.get("imageName"), set()) <= built]
+                if not ready:
+                    raise StandinError("images wait for each other: "
+                                       f"{[r.inputs.get('imageName') for r in pending]}")
+                for resource, seconds in zip(ready, pool.map(self._timed_image, ready),
+                                             strict=True):
+                    applied.images[resource.inputs["imageName"]] = seconds
+                    built.add(resource.inputs["imageName"])
+                pending = [r for r in pending if r not in ready]
+
+    def _timed_image(self, resource: Resource) -> float:
+        started = time.monotonic()
+        api = (docker.APIClient(base_url=self.base_url, timeout=900) if self.base_url
+               else self.client.api)
+        self._image(resource, api)
+        return time.monotonic() - started
 
     # --- one translation per resource type ----------------------------------------
     def _network(self, resource: Resource) -> None:
@@ -265,7 +297,7 @@ class Standin:
             volume = self.client.volumes.create(name, labels=labels)
         self.ids[f"{resource.name}-id"] = volume.id
 
-    def _image(self, resource: Resource) -> None:
+    def _image(self, resource: Resource, api: docker.APIClient) -> None:
         f = _Fields(resource, ignored=("buildOnPreview",))
         name = f.take("imageName")
         if not f.take("skipPush", False):
@@ -284,7 +316,7 @@ class Standin:
         started = time.monotonic()
         output = []
         try:
-            for chunk in self.client.api.build(path=context, dockerfile=dockerfile, tag=name,
+            for chunk in api.build(path=context, dockerfile=dockerfile, tag=name,
                                                buildargs=args, network_mode=network, rm=True,
                                                forcerm=True, decode=True):
                 if "error" in chunk:

@@ -97,15 +97,13 @@ def _container_host(stack: DockerStack, host: str, service: str, user: str = "ro
     return testinfra.get_host(f"docker://{user}@{name}")
 
 
-def _listening_ports(host) -> set[int]:
-    """TCP ports in LISTEN state, from /proc (the images have no ss or netstat)."""
+def _listening_ports(tcp_tables: str) -> set[int]:
+    """TCP ports in LISTEN state, from /proc/net/tcp{,6} (the images have no ss)."""
     ports = set()
-    for path in ("/proc/net/tcp", "/proc/net/tcp6"):
-        content = host.file(path).content_string if host.file(path).exists else ""
-        for line in content.splitlines()[1:]:
-            fields = line.split()
-            if fields[3] == "0A":
-                ports.add(int(fields[1].rsplit(":", 1)[1], 16))
+    for line in tcp_tables.splitlines():
+        fields = line.split()
+        if len(fields) > 3 and fields[3] == "0A" and ":" in fields[1]:
+            ports.add(int(fields[1].rsplit(":", 1)[1], 16))
     return ports
 
 
@@ -113,13 +111,17 @@ def test_each_service_runs_as_its_own_user_and_listens_on_its_ports(docker_stack
     topology = docker_stack.topology
     for spec in plan(topology, grafana=False).containers:
         host = _container_host(docker_stack, spec.host, spec.service)
-        status = host.file("/proc/1/status").content_string
+        # One exec for what /proc says: PID 1's uid (Docker's init, as the service's
+        # user) and the namespace's listeners.
+        status, _, tcp = host.check_output(
+            "cat /proc/1/status; echo ---; cat /proc/net/tcp /proc/net/tcp6 2>/dev/null"
+        ).partition("\n---\n")
         uid = int(next(line for line in status.splitlines() if line.startswith("Uid:"))
                   .split()[1])
         kind = SERVICE_KINDS.get(spec.service, SERVICE_KINDS["alertmanager"])
         assert uid == kind.docker_uid != 0, f"{spec.host}/{spec.service} runs as uid {uid}"
         assert host.user(kind.user).uid == kind.docker_uid
-        assert spec.port in _listening_ports(host), f"{spec.service} not listening on {spec.port}"
+        assert spec.port in _listening_ports(tcp), f"{spec.service} not listening on {spec.port}"
 
 
 def test_auth_is_enforced_inside_the_network(docker_stack: DockerStack):
