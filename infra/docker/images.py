@@ -21,7 +21,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from infra.catalog import CLIENT_PACKAGES, SERVICE_KINDS, ServiceKind
+from infra.catalog import CLIENT_PACKAGES, SERVICE_KINDS
 from infra.topology import REPO_ROOT, Topology
 from infra.workload import requirements
 
@@ -76,11 +76,6 @@ def image_name(topology: Topology, key: str) -> str:
 def _read_requirements(path: Path) -> tuple[str, ...]:
     lines = (line.split("#", 1)[0].strip() for line in path.read_text().splitlines())
     return tuple(line for line in lines if line)
-
-
-def service_image_key(kind: ServiceKind) -> str:
-    """The image a service's containers run (the app's is the workload image)."""
-    return kind.name
 
 
 #: Renders a Jinja expression with a service kind's role variables as its container
