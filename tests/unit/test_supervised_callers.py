@@ -1,0 +1,56 @@
+"""Every role that runs a program through `supervised` passes what its spec asks.
+
+The callers skip Ansible's run-time check (`rolespec_validate: false`, a task per
+program on every deploy), so this test is where a missing or misspelt argument of
+`playbooks/roles/supervised/meta/argument_specs.yml` is caught.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+ROLES = Path(__file__).resolve().parents[2] / "playbooks" / "roles"
+SPEC = yaml.safe_load((ROLES / "supervised" / "meta" / "argument_specs.yml").read_text())
+OPTIONS = SPEC["argument_specs"]["main"]["options"]
+TYPES = {"str": str, "int": int, "dict": dict, "path": str}
+
+
+def _callers() -> list[tuple[str, dict]]:
+    found = []
+    for path in sorted(ROLES.glob("*/tasks/*.yml")):
+        for task in yaml.safe_load(path.read_text()) or []:
+            target = (task.get("ansible.builtin.import_role")
+                      or task.get("ansible.builtin.include_role") or {})
+            if target.get("name") == "supervised":
+                found.append((f"{path.relative_to(ROLES)}: {task['name']}", task))
+    return found
+
+
+CALLERS = _callers()
+
+
+def test_every_service_role_is_a_caller():
+    roles = {where.split("/")[0] for where, _ in CALLERS}
+    assert roles == {"alertmanager", "app", "exporters", "nginx", "pgbouncer",
+                     "postgresql", "prometheus", "redis"}
+
+
+@pytest.mark.parametrize(("where", "task"), CALLERS, ids=[w for w, _ in CALLERS])
+def test_caller_arguments_match_the_spec(where, task):
+    target = task.get("ansible.builtin.import_role") or task.get("ansible.builtin.include_role")
+    assert target.get("rolespec_validate") is False, f"{where}: validate here or in the spec"
+    args = task.get("vars") or {}
+    unknown = set(args) - set(OPTIONS)
+    assert not unknown, f"{where}: not in the supervised spec: {sorted(unknown)}"
+    missing = {k for k, o in OPTIONS.items() if o.get("required")} - set(args)
+    assert not missing, f"{where}: missing {sorted(missing)}"
+    for key, value in args.items():
+        option = OPTIONS[key]
+        if isinstance(value, str) and "{{" in value:
+            continue  # templated: its type is only known at run time
+        assert isinstance(value, TYPES[option["type"]]), f"{where}: {key}={value!r}"
+        if "choices" in option:
+            assert value in option["choices"], f"{where}: {key}={value!r}"
