@@ -287,8 +287,11 @@ TEST_STAGES = (
     # The docker target on a private engine: images, containers, checks, destroy.
     ("docker", "-m docker"),
 )
-#: GameDay smoke of the main job (CI): one scenario per fault family, with runbooks.
-SMOKE_SCENARIOS = ("postgresql-crash", "redis-down", "app-host-crash")
+#: GameDay smoke of the main job (CI): one scenario with its alert and runbook, on the
+#: lab stack as the quick start deploys it. The other fault families run in the
+#: integration stage (database-disk-full, app-host-crash, redis-partition) and on the
+#: docker target (postgresql-crash, redis-down, app-host-crash), so one is enough here.
+SMOKE_SCENARIOS = ("postgresql-crash",)
 
 
 def _stage(name: str, timings: dict[str, float]):  # noqa: ANN202 - context manager

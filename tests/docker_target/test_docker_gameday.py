@@ -1,5 +1,5 @@
-"""The main job's GameDay smoke on the docker target: the same three scenarios as on
-the local target (tasks.py SMOKE_SCENARIOS), through the docker driver
+"""A GameDay smoke on the docker target: one scenario per fault family (a crashed
+service, a stopped service, a dead host), through the docker driver
 (infra/targets/docker.py), each with its alert, runbook, TTD, TTR and reconciliation."""
 
 from __future__ import annotations
@@ -13,7 +13,8 @@ from tests.docker_target.conftest import DockerStack, wait_all_healthy
 
 pytestmark = [pytest.mark.slow, pytest.mark.docker]
 
-#: tasks.py's SMOKE_SCENARIOS (tasks.py is not a module tests can import).
+#: A crash (SIGKILL), a stop and a host down: each goes through a different part of
+#: the driver (signal, docker stop/start, the host's containers).
 SMOKE = ("postgresql-crash", "redis-down", "app-host-crash")
 
 

@@ -26,8 +26,8 @@ pytestmark = [pytest.mark.slow, pytest.mark.deploy]
 
 #: Scenarios whose outcome does not depend on tuning: a missing alert or a lost write
 #: here is a regression.
-# Distinct from the main job's smoke (postgresql-crash, redis-down, app-host-crash in
-# tasks.py) except app-host-crash, whose detection is checked from both sources here.
+# Distinct from the main job's smoke (postgresql-crash, tasks.py SMOKE_SCENARIOS); the
+# docker stage runs app-host-crash too, whose detection is checked from both sources here.
 END_TO_END = ["database-disk-full", "app-host-crash", "redis-partition"]
 
 
