@@ -4,6 +4,7 @@
     invoke status [--stack lab] [--json]
     invoke destroy [--stack lab] [--yes]
     invoke preview [--stack lab] [--publish-monitoring]   (docker target, under mocks)
+    invoke backup [--type full|diff|incr] | backups [--json]
     invoke test [--stage NAME]… | lint
 """
 
@@ -149,6 +150,74 @@ def status(c: Context, stack: str = "lab", json_: bool = False, target: str = ""
             console.print(f"{name}: {url}")
     if not all(r["healthy"] for r in report["services"]):
         raise Exit(code=1)
+
+
+def _size(n: float) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if n < 1024 or unit == "GiB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return f"{n:.1f} GiB"
+
+
+def _age(seconds: float) -> str:
+    if seconds < 120:
+        return f"{seconds:.0f}s"
+    if seconds < 7200:
+        return f"{seconds / 60:.0f} min"
+    return f"{seconds / 3600:.1f} h"
+
+
+@task(help={"stack": "stack name or path",
+            "type": "full, diff (changes since the last full) or incr (since the last "
+                    "backup of any type); default incr",
+            "target": "local (default) or docker"})
+def backup(c: Context, stack: str = "lab", type: str = "incr",  # noqa: A002 - the flag's name
+           target: str = "") -> None:
+    """Take a backup now with pgBackRest on the backup host (the schedule keeps running)."""
+    from infra.backups import BackupError, take_backup
+
+    topology = _topology(stack)
+    chosen = _target(topology, target)
+    with console.status(f"pgbackrest backup --type={type} on the backup host…"):
+        try:
+            taken, elapsed = take_backup(topology, chosen, type)
+        except BackupError as exc:
+            raise Exit(str(exc), code=2 if str(exc).startswith(("--type", "stack ")) else 1) \
+                from None
+    console.print(f"backup {taken.label} ({taken.type}) in {elapsed:.1f}s: "
+                  f"{_size(taken.repo_bytes)} added to the repository, cluster "
+                  f"{_size(taken.database_bytes)}, WAL {taken.wal_start} … {taken.wal_stop}")
+
+
+@task(help={"stack": "stack name or path", "json": "machine-readable output on stdout",
+            "target": "local (default) or docker"})
+def backups(c: Context, stack: str = "lab", json_: bool = False, target: str = "") -> None:
+    """What the backup repository holds: each backup's type, age, size and WAL range."""
+    import dataclasses
+
+    from infra.backups import BackupError, repository
+
+    topology = _topology(stack)
+    try:
+        repo = repository(topology, _target(topology, target))
+    except BackupError as exc:
+        raise Exit(str(exc), code=2 if str(exc).startswith("stack ") else 1) from None
+    if json_:
+        print(json.dumps(dataclasses.asdict(repo), indent=2))
+        return
+    now = time.time()
+    table = Table(title=f"stack {topology.stack}: stanza {repo.stanza} ({repo.status})")
+    for col in ("backup", "type", "finished", "age", "took", "added", "cluster", "WAL range"):
+        table.add_column(col)
+    for b in repo.backups:
+        table.add_row(b.label, b.type, time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(b.stopped)),
+                      _age(now - b.stopped), f"{b.duration_s:.0f}s", _size(b.repo_bytes),
+                      _size(b.database_bytes), f"{b.wal_start} … {b.wal_stop}")
+    console.print(table)
+    console.print(f"WAL archive: {repo.wal_min or '-'} … {repo.wal_max or '-'}")
+    if repo.status_code != 0:
+        raise Exit(f"the repository is not ok: {repo.status}", code=1)
 
 
 @task(help={"stack": "stack name or path", "yes": "do not ask for confirmation",

@@ -60,12 +60,23 @@ SERVICE_KINDS: dict[str, ServiceKind] = {
                     exports="redis", docker_uid=10100),
         ServiceKind("nginx_exporter", 9113, "cp-nginx-exporter", ("prometheus-nginx-exporter",),
                     exports="nginx", docker_uid=10110),
+        # The backup repository: pgBackRest's TLS server on a host of its own, which
+        # also runs the backups (pgBackRest runs them on the repository host).
+        ServiceKind("pgbackrest", 8432, "cp-pgbackrest", ("pgbackrest",), metrics_path=None,
+                    docker_uid=10120),
+        # pgBackRest's TLS server on the database host, through which the repository
+        # reads the cluster. Not a user of its own: pgBackRest must run as the
+        # cluster's owner to read and restore its data directory.
+        ServiceKind("pgbackrest_pg", 8433, "cp-postgresql", ("pgbackrest",), metrics_path=None,
+                    docker_uid=10020),
     )
 }
 
 #: Services a complete CivicPulse stack cannot do without: exactly one of each,
 #: except `app`, which may run on as many hosts as wanted (at least one).
 REQUIRED_SINGLETONS = ("nginx", "postgresql", "pgbouncer", "redis", "prometheus", "alertmanager")
+#: Services a stack may leave out, but runs at most once.
+OPTIONAL_SINGLETONS = ("pgbackrest", "pgbackrest_pg")
 
 
 #: What every host needs whatever it runs: its supervisor, the Ansible modules'

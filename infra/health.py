@@ -8,6 +8,7 @@ in time and never retries on its own.
 from __future__ import annotations
 
 import socket
+import ssl
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -17,6 +18,7 @@ import psycopg
 import redis
 
 from infra.connections import APP, Role, first_line, pg_conninfo, redis_client
+from infra.paths import tls_dir
 from infra.topology import Service, Topology
 
 PROBE_TIMEOUT_S = 2.0
@@ -34,6 +36,25 @@ def _tcp(service: Service) -> Health:
             return Health(True, "accepting connections")
     except OSError as exc:
         return Health(False, f"no listener: {exc.strerror or exc}")
+
+
+def _pgbackrest_tls(topology: Topology, service: Service) -> Health:
+    """A TLS handshake as pgBackRest's peer makes it: the server's certificate checked
+    against the stack's CA and its address, ours (the peer host's) checked by it."""
+    peer_kind = "pgbackrest_pg" if service.name == "pgbackrest" else "pgbackrest"
+    peers = topology.instances(peer_kind)
+    if not peers:
+        return _tcp(service)
+    certs = tls_dir(topology)
+    try:
+        ctx = ssl.create_default_context(cafile=str(certs / "ca.crt"))
+        ctx.load_cert_chain(str(certs / f"{peers[0].host}.crt"),
+                            str(certs / f"{peers[0].host}.key"))
+        with socket.create_connection((service.address, service.port), PROBE_TIMEOUT_S) as raw, \
+                ctx.wrap_socket(raw, server_hostname=service.address) as tls:
+            return Health(True, f"TLS ({tls.version()}) as {peers[0].host}")
+    except (OSError, ssl.SSLError) as exc:
+        return Health(False, f"TLS handshake: {exc}")
 
 
 def _http(url: str, expect: Callable[[httpx.Response], bool] | None = None) -> Health:
@@ -116,6 +137,8 @@ def probe(topology: Topology, service: Service) -> Health:
             return _app(topology, service)
         case "prometheus" | "alertmanager":
             return _http(base + "/-/ready")
+        case "pgbackrest" | "pgbackrest_pg":
+            return _pgbackrest_tls(topology, service)
         case _ if service.kind.metrics_path:
             return _http(f"http://{service.metrics_endpoint}{service.kind.metrics_path}")
         case _:

@@ -16,7 +16,16 @@ import yaml
 
 from infra.catalog import debian_packages
 from infra.drained import drained_hosts
-from infra.paths import host_dir, notification_log_path, secrets_dir, workload_archive_path
+from infra.paths import (
+    PGBACKREST_CONF,
+    PGBACKREST_STANZA,
+    host_dir,
+    notification_log_path,
+    secrets_dir,
+    textfile_dir,
+    tls_dir,
+    workload_archive_path,
+)
 from infra.topology import REPO_ROOT, Host, Topology
 from infra.workload import requirements
 
@@ -49,6 +58,11 @@ def stack_vars(topology: Topology) -> dict[str, Any]:
         "cp_workload_requirements": requirements(topology),
         "cp_webhook": topology.webhook_endpoint,
         "cp_users": {s.name: s.kind.user for s in topology.services},
+        "cp_tls_dir": str(tls_dir(topology)),
+        # What the postgresql and pgbackrest roles share: whether WAL is archived, and
+        # the names both sides use (the config path is below each host's directory).
+        "cp_backup": {"enabled": topology.has_backups, "stanza": PGBACKREST_STANZA,
+                      "config": str(PGBACKREST_CONF)},
     }
 
 
@@ -69,6 +83,7 @@ def host_vars(topology: Topology, host: Host) -> dict[str, Any]:
         "cp_host": host.name,
         "cp_address": host.address,
         "cp_host_dir": str(host_dir(topology, host.name)),
+        "cp_textfile_dir": str(textfile_dir(topology, host.name)),
         "cp_services": [s.name for s in host.services],
         "cp_roles": host_roles(host),
         "ansible_python_interpreter": HOST_PYTHON,
@@ -104,13 +119,16 @@ def host_vars(topology: Topology, host: Host) -> dict[str, Any]:
 
 
 #: The Ansible role of each service, in the order a host applies them (site.yml):
-#: a database before its pool, back ends before the proxy, exporters after what they
-#: watch, Alertmanager before the Prometheus that sends to it.
-ROLE_ORDER = ("postgresql", "pgbouncer", "redis", "app", "nginx", "exporters",
+#: a database before its pool and its backup agent (pgbackrest_pg), back ends before
+#: the proxy, exporters after what they watch, Alertmanager before the Prometheus that
+#: sends to it.
+ROLE_ORDER = ("postgresql", "pgbackrest", "pgbouncer", "redis", "app", "nginx", "exporters",
               "alertmanager", "prometheus")
 
 
 def role_of(service: str) -> str:
+    if service == "pgbackrest_pg":
+        return "pgbackrest"
     return "exporters" if service.endswith("_exporter") else service
 
 

@@ -6,7 +6,8 @@ commands, the GameDay engine and the benchmark all need them, and most of them n
 nothing else of `infra.inventory`. The layout:
 
     <state_dir>/hosts/<host>/   config, data, logs and supervisor of one host
-    <state_dir>/secrets/        the stack's secrets (0600, see infra.secrets)
+    <state_dir>/secrets/        the stack's secrets (0600, see infra.secrets), and in
+                                secrets/tls/ its CA and host certificates (infra.tls)
     <state_dir>/work/           controller scratch: inventory, Ansible's home, logs
     <state_dir>/ops/            what ops commands record (the drained app hosts)
     <state_dir>/pulumi/         docker target: the Pulumi backend (its state)
@@ -39,6 +40,29 @@ def notification_log_path(topology: Topology) -> Path:
     """The lab pager's log (monitoring/alertmanager/notification_log.py): every webhook
     notification Alertmanager sent, one JSON object per line."""
     return host_dir(topology, topology.one("alertmanager").host) / NOTIFICATION_LOG
+
+
+#: pgBackRest's config on each host that runs it, below the host's directory: one
+#: file per host (several stacks share this machine), passed to every command with
+#: --config.
+PGBACKREST_CONF = Path("pgbackrest") / "pgbackrest.conf"
+#: The stanza: pgBackRest's name for the one cluster the repository backs up.
+PGBACKREST_STANZA = "civicpulse"
+
+
+def pgbackrest_conf(topology: Topology, host: str) -> Path:
+    return host_dir(topology, host) / PGBACKREST_CONF
+
+
+def textfile_dir(topology: Topology, host: str) -> Path:
+    """Metrics files node_exporter's textfile collector reads on this host (written by
+    the backup schedule and the restore check on the backup host)."""
+    return host_dir(topology, host) / "metrics"
+
+
+def tls_dir(topology: Topology) -> Path:
+    """The stack's CA and host certificates (infra.tls), among its secrets."""
+    return secrets_dir(topology) / "tls"
 
 
 def secrets_dir(topology: Topology) -> Path:

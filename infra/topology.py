@@ -13,9 +13,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
-from infra.catalog import REQUIRED_SINGLETONS, SERVICE_KINDS, ServiceKind
+from infra.catalog import OPTIONAL_SINGLETONS, REQUIRED_SINGLETONS, SERVICE_KINDS, ServiceKind
 from infra.yaml_source import ConfigError, YamlDocument, load_yaml, validate_document
 
 STACKS_DIR = Path(__file__).resolve().parent / "stacks"
@@ -87,6 +87,38 @@ class PrometheusSizing(Strict):
     retention: str = Field("2d", pattern=r"^[0-9]+[smhdwy]$")
 
 
+class PgbackrestSizing(Strict):
+    """The backup repository (pgBackRest): its volume, WAL archiving, schedule, retention."""
+
+    #: Size-limited volume for the repository (a loop-mounted ext4 image on the local
+    #: target), so that a repository filling up is its own and is alerted on. None: a
+    #: plain directory.
+    repo_volume_mb: int | None = Field(None, ge=256, le=1048576)
+    #: PostgreSQL's archive_timeout: the longest a written WAL segment waits before it
+    #: is switched and archived, i.e. the recovery point objective under low traffic.
+    archive_timeout_s: int = Field(60, ge=1, le=3600)
+    #: The schedule the backup host keeps: a full backup every `full_every_h` hours,
+    #: a differential every `diff_every_h`, an incremental every `incr_every_min`.
+    full_every_h: int = Field(168, ge=1, le=8760)
+    diff_every_h: int = Field(24, ge=1, le=8760)
+    incr_every_min: int = Field(60, ge=1, le=525600)
+    #: Full backups kept (older ones expire with their differentials and WAL).
+    retention_full: int = Field(2, ge=1, le=100)
+    #: Differential backups kept per full backup.
+    retention_diff: int = Field(6, ge=1, le=100)
+    process_max: int = Field(1, ge=1, le=32)
+    compress_type: Literal["lz4", "zst", "gz", "none"] = "lz4"
+
+    @field_validator("diff_every_h")
+    @classmethod
+    def _diff_within_full(cls, value: int, info: ValidationInfo) -> int:
+        full = info.data.get("full_every_h")
+        if full is not None and value > full:
+            raise ValueError(f"{value} h is longer than full_every_h ({full} h): a "
+                             "differential backup is taken between full ones")
+        return value
+
+
 class Sizing(Strict):
     app: AppSizing = AppSizing()
     postgresql: PostgresqlSizing = PostgresqlSizing()
@@ -94,6 +126,7 @@ class Sizing(Strict):
     redis: RedisSizing = RedisSizing()
     nginx: NginxSizing = NginxSizing()
     prometheus: PrometheusSizing = PrometheusSizing()
+    pgbackrest: PgbackrestSizing = PgbackrestSizing()
 
 
 class AlertmanagerTimings(Strict):
@@ -283,6 +316,11 @@ class Topology:
             raise KeyError(f"stack {self.stack!r} runs {len(found)} {service} instances, not 1")
         return found[0]
 
+    @property
+    def has_backups(self) -> bool:
+        """Whether the stack runs a pgBackRest repository (and archives WAL to it)."""
+        return bool(self.instances("pgbackrest"))
+
     def url(self, service: str, path: str = "/") -> str:
         return f"http://{self.one(service).endpoint}{path}"
 
@@ -376,6 +414,12 @@ def parse_stack(doc: YamlDocument) -> Topology:
         elif count > 1 and required != "app":
             problems.append(f"{doc.where(['hosts'])}: {required} runs on {count} hosts; a stack "
                             "has exactly one")
+    for optional in OPTIONAL_SINGLETONS:
+        count = sum(1 for s in all_services if s.name == optional)
+        if count > 1:
+            problems.append(f"{doc.where(['hosts'])}: {optional} runs on {count} hosts; a "
+                            "stack has at most one")
+    problems.extend(_backup_placement(doc, hosts))
     for kind in SERVICE_KINDS.values():
         if kind.exports is None:
             continue
@@ -391,6 +435,32 @@ def parse_stack(doc: YamlDocument) -> Topology:
     return Topology(stack=raw.stack, target=raw.target, source=doc.path, state_dir=state_dir,
                     hosts=tuple(hosts), sizing=raw.sizing, monitoring=raw.monitoring,
                     workload=raw.workload, docker=raw.docker)
+
+
+def _backup_placement(doc: YamlDocument, hosts: list[Host]) -> list[str]:
+    """pgBackRest's two halves: the repository on a host apart from the database (a
+    backup that dies with the database's host is no backup), and its TLS server on
+    the database's host, through which the repository reads the cluster."""
+    repo = next((h for h in hosts if h.runs("pgbackrest")), None)
+    agent = next((h for h in hosts if h.runs("pgbackrest_pg")), None)
+    database = next((h for h in hosts if h.runs("postgresql")), None)
+    problems = []
+    if repo is not None and repo is database:
+        problems.append(f"{doc.where(['hosts', repo.name, 'services'])}: pgbackrest shares "
+                        f"host {repo.name!r} with postgresql; the backup repository needs a "
+                        "host of its own")
+    if repo is not None and agent is None and database is not None:
+        problems.append(f"{doc.where(['hosts', database.name, 'services'])}: pgbackrest "
+                        f"(host {repo.name!r}) reads the cluster through pgbackrest_pg on "
+                        f"the postgresql host; add pgbackrest_pg to {database.name!r}")
+    if agent is not None and agent is not database:
+        problems.append(f"{doc.where(['hosts', agent.name, 'services'])}: pgbackrest_pg "
+                        "runs on the postgresql host"
+                        + (f" ({database.name!r})" if database else ""))
+    if agent is not None and repo is None:
+        problems.append(f"{doc.where(['hosts', agent.name, 'services'])}: pgbackrest_pg "
+                        "without a pgbackrest repository host; add a host running pgbackrest")
+    return problems
 
 
 def _alertmanager_address(hosts: list[Host]) -> str | None:

@@ -28,9 +28,15 @@ SSHD_PORT = 2222
 SSH_HOST = "cache"
 
 
-def throwaway_stack(name: str, net: str, ssh: dict | None = None) -> dict:
-    """The lab stack's shape under another name and address range."""
+def throwaway_stack(name: str, net: str, ssh: dict | None = None,
+                    backups: bool = True) -> dict:
+    """The lab stack's shape under another name and address range (`backups=False`:
+    without the backup host, as the docker target runs it)."""
     data = copy.deepcopy(yaml.safe_load(stack_path("lab").read_text()))
+    if not backups:
+        from tests.stacks import without_backups
+
+        data = without_backups(data)
     data["stack"] = name
     for host in data["hosts"].values():
         host["address"] = f"{net}.{host['address'].rsplit('.', 1)[1]}"

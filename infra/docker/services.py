@@ -68,6 +68,9 @@ ALL_SECRET_NAMES = (*SECRET_NAMES, *DOCKER_SECRET_NAMES)
 #: the templates stays the stack-config address (see infra.docker.render).
 ALWAYS_PUBLISHED = ("nginx",)
 MONITORING_PUBLISHED = ("prometheus", "grafana")
+#: Services of the catalog the docker target cannot run yet: pgBackRest's repository
+#: and database-host agent need two programs sharing the cluster's data directory.
+NOT_ON_DOCKER = ("pgbackrest", "pgbackrest_pg")
 
 
 # --- health checks: curl, pg_isready and redis-cli are in every image (runtime layer) --
@@ -376,6 +379,12 @@ def plan(topology: Topology, publish_monitoring: bool = False, grafana: bool = T
 
     `grafana=False` leaves Grafana out (a machine that cannot pull its image).
     """
+    unsupported = [f"hosts.{s.host}: {s.name}" for s in topology.services
+                   if s.name in NOT_ON_DOCKER]
+    if unsupported:
+        raise ConfigError([f"{topology.source}: {where}: backups (pgBackRest) run on the local "
+                           "target only so far; remove it from the stack for the docker "
+                           "target" for where in unsupported])
     layout = layout_for(topology)
     planner = _Planner(topology, layout)
     prometheus = topology.instances("prometheus")

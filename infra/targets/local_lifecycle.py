@@ -30,6 +30,7 @@ from infra.preflight import preflight
 from infra.secrets import ensure_secrets
 from infra.supervision import program_states, shutdown_host
 from infra.targets.base import TargetError
+from infra.tls import ensure_stack_tls
 from infra.topology import LOOPBACK, Host, Topology
 from infra.workload import build_archive
 
@@ -65,6 +66,7 @@ def deploy(topology: Topology, progress: Progress | None = None,
 
     say("secrets: generating missing ones (mode 0600)")
     ensure_secrets(secrets_dir(topology))
+    ensure_stack_tls(topology)
     say("inventory: deriving hosts and variables from " + str(topology.source))
     inventory = write_inventory(topology, work_dir(topology) / "inventory.yml")
     build_archive(topology, workload_archive_path(topology))

@@ -47,7 +47,7 @@ def _log(line: str) -> None:
 
 @pytest.fixture(scope="session")
 def dtest_topology(tmp_path_factory: pytest.TempPathFactory) -> Topology:
-    data = throwaway_stack("dtest", DTEST_NET)
+    data = throwaway_stack("dtest", DTEST_NET, backups=False)
     data["target"] = "docker"
     data["docker"] = {"base_image": BASE_IMAGE, "subnet": "172.16.30.0/24"}
     data["monitoring"]["webhook_port"] = 9199

@@ -11,7 +11,7 @@ import pytest
 
 from infra.targets.base import CommandResult, NetworkFault, Target
 from infra.targets.docker import CHAIN, DockerCommandError, DockerTarget
-from infra.topology import load_stack
+from tests.stacks import docker_lab
 
 RUNNING = {"Status": "running", "Running": True, "Paused": False, "Pid": 4242}
 
@@ -45,7 +45,7 @@ class FakeDocker:
 
 @pytest.fixture
 def topology():
-    return load_stack("lab")
+    return docker_lab()
 
 
 @pytest.fixture

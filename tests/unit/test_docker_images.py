@@ -10,16 +10,21 @@ from infra.docker.layout import layout_for
 from infra.docker.programs import supervised_program
 from infra.docker.render import DockerContext
 from infra.docker.services import plan
-from infra.topology import load_stack
+from tests.stacks import docker_lab
 
 
-def test_every_kind_has_its_own_fixed_uid():
-    uids = [k.docker_uid for k in SERVICE_KINDS.values()]
-    assert all(u >= 10000 for u in uids) and len(set(uids)) == len(uids)
+def test_every_service_user_has_its_own_fixed_uid():
+    uid_of: dict[str, int] = {}
+    for kind in SERVICE_KINDS.values():
+        assert kind.docker_uid >= 10000, kind.name
+        # Kinds that share a user (pgBackRest on the database host runs as the
+        # cluster's owner) share its uid.
+        assert uid_of.setdefault(kind.user, kind.docker_uid) == kind.docker_uid, kind.name
+    assert len(set(uid_of.values())) == len(uid_of)
 
 
 def test_images_build_from_their_parents_first():
-    images = plan(load_stack("lab")).images
+    images = plan(docker_lab()).images
     order = list(images)
     for key, spec in images.items():
         assert all(order.index(parent) < order.index(key) for parent in spec.after), key
@@ -27,7 +32,7 @@ def test_images_build_from_their_parents_first():
 
 
 def test_contexts_carry_this_machines_apt_only_on_bookworm(tmp_path: Path):
-    topology = load_stack("lab")
+    topology = docker_lab()
     apt = tmp_path / "apt"
     (apt / "sources.list.d").mkdir(parents=True)
     (apt / "sources.list.d" / "debian.sources").write_text("Types: deb\n")
@@ -66,7 +71,7 @@ def test_host_release_is_read_from_os_release(tmp_path: Path):
 
 
 def test_supervised_programs_come_from_the_roles_with_their_types():
-    topology = load_stack("lab")
+    topology = docker_lab()
     ctx = DockerContext(topology, layout_for(topology))
     app = supervised_program(ctx, topology.instances("app")[0])
     assert app.argv[0] == "/var/lib/civicpulse/app/venv/bin/gunicorn"

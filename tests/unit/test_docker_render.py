@@ -21,8 +21,9 @@ from infra.docker.render import (
 from infra.docker.services import plan
 from infra.topology import load_stack, stack_path
 from infra.yaml_source import ConfigError
+from tests.stacks import docker_lab, without_backups
 
-LAB = yaml.safe_load(stack_path("lab").read_text())
+LAB = without_backups(yaml.safe_load(stack_path("lab").read_text()))
 SECRETS = {name: f"value-of-{name}" for name in (
     "postgres_superuser", "app_db", "pgbouncer_auth", "pgbouncer_stats", "monitoring_db",
     "redis", "django_secret_key", "grafana_admin")}
@@ -30,7 +31,7 @@ SECRETS = {name: f"value-of-{name}" for name in (
 
 @pytest.fixture(scope="module")
 def lab_plan():
-    return plan(load_stack("lab"))
+    return plan(docker_lab())
 
 
 def file_text(stack_plan, host: str, service: str, suffix: str) -> str:
@@ -148,7 +149,7 @@ def test_jinja2_override_line_is_honoured(tmp_path):
 
 
 def test_role_variables_resolve_in_any_order_and_overrides_win():
-    topology = load_stack("lab")
+    topology = docker_lab()
     ctx = DockerContext(topology, layout_for(topology)).for_host("pool")
     variables = role_variables("pgbouncer", ctx)
     assert variables.values["pgbouncer_server_address"] == "db"
@@ -164,7 +165,7 @@ def test_role_variables_resolve_in_any_order_and_overrides_win():
 
 
 def test_layout_maps_loopback_addresses_and_rejects_the_gateway(tmp_path):
-    layout = layout_for(load_stack("lab"))
+    layout = layout_for(docker_lab())
     assert layout.hosts["db"].ip == "172.16.10.32" and layout.hosts["db"].alias == "db"
     assert layout.host_of_address("127.0.10.32") is layout.hosts["db"]
     data = copy.deepcopy(LAB)
@@ -226,7 +227,7 @@ def test_grafana_is_provisioned_from_monitoring_grafana(tmp_path, monkeypatch):
         "    options:\n      path: /var/lib/grafana-dashboards\n")
     (grafana / "dashboards" / "stack.json").write_text('{"title": "Stack"}')
     monkeypatch.setattr(services, "GRAFANA_DIR", grafana)
-    spec = plan(load_stack("lab")).container("monitor", "grafana")
+    spec = plan(docker_lab()).container("monitor", "grafana")
     files = {f.path: f for f in spec.files}
     datasource = yaml.safe_load(files["/etc/grafana/provisioning/datasources/prometheus.yml"]
                                 .text())

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import copy
 import json
 import os
 import shutil
@@ -27,11 +26,12 @@ from infra.targets.docker_lifecycle import (
     write_secret_files,
 )
 from infra.topology import REPO_ROOT, load_stack, stack_path
+from tests.stacks import without_backups
 
 
 @pytest.fixture
 def topology(tmp_path):
-    data = copy.deepcopy(yaml.safe_load(stack_path("lab").read_text()))
+    data = without_backups(yaml.safe_load(stack_path("lab").read_text()))
     data["state_dir"] = str(tmp_path / "state")
     path = tmp_path / "lab.yaml"
     path.write_text(yaml.safe_dump(data))

@@ -80,7 +80,8 @@ def test_unknown_service_or_host_names_the_valid_ones(capsys):
 def test_select_filters_and_explains():
     assert [s.host for s in instances(LAB, "app", None)] == ["app1", "app2"]
     assert [s.host for s in instances(LAB, "app", "")] == ["app1", "app2"]  # empty = unset
-    assert [s.name for s in instances(LAB, None, "db")] == ["postgresql", "postgres_exporter"]
+    assert [s.name for s in instances(LAB, None, "db")] == ["postgresql", "postgres_exporter",
+                                                           "pgbackrest_pg"]
     with pytest.raises(OpsError, match="redis does not run on host db of stack lab; it runs "
                                        "on: cache"):
         instances(LAB, "redis", "db")

@@ -17,7 +17,7 @@ from infra.ops import cli, services
 from infra.ops.outcome import OpsError
 from infra.targets.base import ServiceAbsent
 from infra.targets.docker import DockerTarget, container_health, merge_streams
-from infra.topology import load_stack
+from tests.stacks import docker_lab
 
 NO_SUCH = "Error: No such object: {}"
 STAMP = "2025-03-01T10:00:{:02d}.000000000Z"
@@ -25,7 +25,7 @@ STAMP = "2025-03-01T10:00:{:02d}.000000000Z"
 
 @pytest.fixture
 def topology(tmp_path):
-    return dataclasses.replace(load_stack("lab"), state_dir=tmp_path / "state",
+    return dataclasses.replace(docker_lab(), state_dir=tmp_path / "state",
                                target="docker")
 
 

@@ -195,7 +195,7 @@ def test_app_probe_needs_the_health_view_and_the_masters_metrics(topology, monke
     assert not health.probe(topology, app1).ok and asked == [health_url]
 
     # Exporters are probed on their metrics endpoint, which is their port.
-    node = topology.one("node_exporter")
+    node = topology.instances("node_exporter")[0]
     asked.clear()
     assert health.probe(topology, node).ok and asked == [f"http://{node.endpoint}/metrics"]
 

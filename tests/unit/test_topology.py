@@ -33,9 +33,9 @@ def test_lab_stack_is_valid_and_complete():
     topo = load_stack("lab")
     names = sorted({s.name for s in topo.services})
     assert names == sorted([
-        "alertmanager", "app", "nginx", "nginx_exporter", "node_exporter", "pgbouncer",
-        "pgbouncer_exporter", "postgres_exporter", "postgresql", "prometheus", "redis",
-        "redis_exporter",
+        "alertmanager", "app", "nginx", "nginx_exporter", "node_exporter", "pgbackrest",
+        "pgbackrest_pg", "pgbouncer", "pgbouncer_exporter", "postgres_exporter", "postgresql",
+        "prometheus", "redis", "redis_exporter",
     ])
     assert len(topo.instances("app")) == 2
     assert all(s.address.startswith("127.") for s in topo.services)
@@ -181,7 +181,8 @@ def test_state_dirs_of_two_stacks_do_not_overlap(tmp_path):
 def test_each_host_gets_its_roles_in_dependency_order():
     inventory = build_inventory(load_stack("lab"))
     hosts = inventory["all"]["hosts"]
-    assert hosts["db"]["cp_roles"] == ["postgresql", "exporters"]
+    assert hosts["db"]["cp_roles"] == ["postgresql", "pgbackrest", "exporters"]
+    assert hosts["backup"]["cp_roles"] == ["pgbackrest", "exporters"]
     assert hosts["monitor"]["cp_roles"] == ["exporters", "alertmanager", "prometheus"]
     assert hosts["edge"]["cp_roles"] == ["nginx", "exporters"]
     assert hosts["app1"]["cp_roles"] == ["app"]
