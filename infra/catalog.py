@@ -69,6 +69,10 @@ SERVICE_KINDS: dict[str, ServiceKind] = {
         # cluster's owner to read and restore its data directory.
         ServiceKind("pgbackrest_pg", 8433, "cp-postgresql", ("pgbackrest",), metrics_path=None,
                     docker_uid=10020),
+        # The backup schedule's metrics: node_exporter with its textfile collector only
+        # (the machine's own metrics come from the one node_exporter of the stack).
+        ServiceKind("pgbackrest_exporter", 9854, "cp-pgbackrest-exporter",
+                    ("prometheus-node-exporter",), exports="pgbackrest", docker_uid=10130),
     )
 }
 
@@ -76,7 +80,7 @@ SERVICE_KINDS: dict[str, ServiceKind] = {
 #: except `app`, which may run on as many hosts as wanted (at least one).
 REQUIRED_SINGLETONS = ("nginx", "postgresql", "pgbouncer", "redis", "prometheus", "alertmanager")
 #: Services a stack may leave out, but runs at most once.
-OPTIONAL_SINGLETONS = ("pgbackrest", "pgbackrest_pg")
+OPTIONAL_SINGLETONS = ("pgbackrest", "pgbackrest_pg", "pgbackrest_exporter")
 
 
 #: What every host needs whatever it runs: its supervisor, the Ansible modules'

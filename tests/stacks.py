@@ -20,7 +20,7 @@ def without_backups(data: dict) -> dict:
     for name, host in list(data["hosts"].items()):
         host["services"] = [s for s in host["services"]
                             if (s if isinstance(s, str) else s["name"]) not in NOT_ON_DOCKER]
-        if not host["services"] or host["services"] == ["node_exporter"] and name == "backup":
+        if not host["services"]:
             del data["hosts"][name]
     data.get("sizing", {}).pop("pgbackrest", None)
     return data

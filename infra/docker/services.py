@@ -70,7 +70,7 @@ ALWAYS_PUBLISHED = ("nginx",)
 MONITORING_PUBLISHED = ("prometheus", "grafana")
 #: Services of the catalog the docker target cannot run yet: pgBackRest's repository
 #: and database-host agent need two programs sharing the cluster's data directory.
-NOT_ON_DOCKER = ("pgbackrest", "pgbackrest_pg")
+NOT_ON_DOCKER = ("pgbackrest", "pgbackrest_pg", "pgbackrest_exporter")
 
 
 # --- health checks: curl, pg_isready and redis-cli are in every image (runtime layer) --

@@ -44,7 +44,7 @@ def test_scrape_jobs_targets_and_host_labels_come_from_the_stack():
     config = yaml.safe_load(_rendered()["prometheus/prometheus.yml"])
     jobs = {job["job_name"]: job for job in config["scrape_configs"]}
     assert set(jobs) == {"app", "prometheus", "alertmanager", "node", "postgres", "pgbouncer",
-                         "redis", "nginx"}
+                         "redis", "nginx", "pgbackrest"}
     targets = {(job, target, group["labels"]["host"], group["labels"]["service"])
                for job, cfg in jobs.items() for group in cfg["static_configs"]
                for target in group["targets"]}

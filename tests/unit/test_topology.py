@@ -34,8 +34,8 @@ def test_lab_stack_is_valid_and_complete():
     names = sorted({s.name for s in topo.services})
     assert names == sorted([
         "alertmanager", "app", "nginx", "nginx_exporter", "node_exporter", "pgbackrest",
-        "pgbackrest_pg", "pgbouncer", "pgbouncer_exporter", "postgres_exporter", "postgresql",
-        "prometheus", "redis", "redis_exporter",
+        "pgbackrest_exporter", "pgbackrest_pg", "pgbouncer", "pgbouncer_exporter",
+        "postgres_exporter", "postgresql", "prometheus", "redis", "redis_exporter",
     ])
     assert len(topo.instances("app")) == 2
     assert all(s.address.startswith("127.") for s in topo.services)

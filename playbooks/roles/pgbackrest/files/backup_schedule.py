@@ -142,9 +142,9 @@ def main(argv: list[str] | None = None) -> int:
         info = read_info(args.config, args.stanza)
         write_atomically(args.textfile_dir, "pgbackrest.prom", metrics(info, runs))
         stanza = (info or [{}])[0]
-        # Only a stanza that exists (ok, or no backup yet): anything else is for the
-        # deploy or an operator to fix, and the metrics above say so.
-        if stanza.get("status", {}).get("code") in (0, 2):
+        # Only a stanza that is ok (it has a backup): the first full backup is the
+        # deploy's, and anything else is for an operator to fix (the metrics say so).
+        if stanza.get("status", {}).get("code") == 0:
             kind = due(stanza.get("backup", []), time.time(), args.full_every_s,
                        args.diff_every_s, args.incr_every_s)
             if kind is not None:
