@@ -108,13 +108,15 @@ def test_no_secret_in_a_world_readable_file(host, hv):
     secrets_dir = hv["cp_secrets_dir"]
     if not host.file(secrets_dir).exists:
         pytest.skip("secrets live on the controller, not on this host")
-    listing = host.check_output(f"stat -c '%a %U %n' {secrets_dir} {secrets_dir}/*")
+    # Directories (the secrets' and tls/ for the CA and host keys) 0700, files 0600.
+    listing = host.check_output(f"find {secrets_dir} -printf '%m %u %y %p\\n'")
     for line in listing.splitlines():
-        mode, owner, name = line.split(" ", 2)
-        assert (mode, owner) == ("700" if name == secrets_dir else "600", "root"), line
+        mode, owner, kind, name = line.split(" ", 3)
+        assert (mode, owner) == ("700" if kind == "d" else "600", "root"), line
+    # Certificates are public (hosts keep theirs world-readable); everything else is not.
     script = (f"find {shlex.quote(hv['cp_host_dir'])} -type f -perm -o+r -size -1M -print0 | "
-              f"xargs -0 -r grep -l -F -f <(for f in {secrets_dir}/*; do cat \"$f\"; echo; done)"
-              " || true")
+              "xargs -0 -r grep -l -F -f <(find " + secrets_dir + " -type f ! -name '*.crt' "
+              "-exec sh -c 'cat \"$1\"; echo' _ {} \\;) || true")
     leaks = host.run("bash -c " + shlex.quote(script))
     assert leaks.stdout.strip() == "", f"secrets in world-readable files: {leaks.stdout}"
 
@@ -198,3 +200,41 @@ def test_the_webhook_receiver_listens_so_notifications_never_fail(host, hv):
     assert logs.is_directory and logs.user == SERVICE_KINDS["alertmanager"].user
     assert logs.mode & 0o007 == 0
     assert host.run(f"curl -sf http://{hv['cp_webhook']}/-/healthy").rc == 0
+
+
+def _pgbackrest(hv, *args: str) -> str:
+    """A pgBackRest command on the repository host, as its owner, with its config."""
+    conf = f"{hv['cp_host_dir']}/{hv['cp_backup']['config']}"
+    return " ".join(shlex.quote(a) for a in (
+        "/usr/sbin/runuser", "-u", hv["cp_users"]["pgbackrest"], "--", "/usr/bin/pgbackrest",
+        f"--config={conf}", f"--stanza={hv['cp_backup']['stanza']}", *args))
+
+
+def test_pgbackrest_keys_belong_to_their_server_alone(host, hv):
+    wanted = {"pgbackrest", "pgbackrest_pg"} & set(services(hv))
+    if not wanted:
+        pytest.skip("no pgBackRest server on this host")
+    owner = SERVICE_KINDS[wanted.pop()].user
+    tls = f"{hv['cp_host_dir']}/pgbackrest/tls"
+    key = host.file(f"{tls}/host.key")
+    assert key.user == owner and key.mode == 0o600
+    conf = host.file(f"{hv['cp_host_dir']}/{hv['cp_backup']['config']}")
+    assert conf.user == "root" and conf.group == owner and conf.mode == 0o640
+
+
+def test_the_repository_holds_a_full_backup_and_archiving_works(host, hv):
+    if "pgbackrest" not in services(hv):
+        pytest.skip("not the backup repository's host")
+    info = json.loads(host.check_output(_pgbackrest(hv, "info", "--output=json")))
+    assert info[0]["status"]["code"] == 0, info[0]["status"]
+    assert any(b["type"] == "full" for b in info[0]["backup"])
+    # A WAL switch on the database, archived and found in the repository, end to end.
+    assert host.run(_pgbackrest(hv, "check")).rc == 0
+
+
+def test_the_repository_is_on_a_volume_of_its_own(host, hv):
+    if "pgbackrest" not in services(hv) or not hv["cp_sizing"]["pgbackrest"]["repo_volume_mb"]:
+        pytest.skip("no repository volume on this host")
+    volume = f"{hv['cp_host_dir']}/pgbackrest/volume"
+    assert host.mount_point(volume).exists
+    assert host.mount_point(volume).filesystem == "ext4"
