@@ -12,6 +12,9 @@ really serves it (`curl -s <exporter>/metrics | grep <name>`).
 
 from __future__ import annotations
 
+import ast
+from pathlib import Path
+
 from monitoring.exporters import pgbouncer_exporter as pgb
 
 #: The app's contract (app/civicpulse/core/metrics.py), job "app".
@@ -30,7 +33,10 @@ APP = frozenset({
 
 POSTGRES = frozenset({
     "pg_up",
-    "pg_postmaster_start_time_seconds",  # from monitoring/exporters/postgres_exporter_queries.yml
+    # From monitoring/exporters/postgres_exporter_queries.yml:
+    "pg_postmaster_start_time_seconds",
+    "pg_archiver_archived_count",
+    "pg_archiver_failed_count",
     "pg_settings_max_connections",
     "pg_stat_activity_count",
     "pg_stat_activity_max_tx_duration",
@@ -102,6 +108,20 @@ def pgbouncer_metric_names() -> frozenset[str]:
 
 
 #: Series Prometheus makes itself: per target, and for alerts.
+#: Our backup schedule's textfile (job "pgbackrest"): its own table of metrics, read
+#: from the script that writes them (it runs on the backup host, not from here).
+BACKUP_SCHEDULE = (Path(__file__).resolve().parent.parent / "playbooks" / "roles"
+                   / "pgbackrest" / "files" / "backup_schedule.py")
+
+
+def pgbackrest_metric_names() -> frozenset[str]:
+    tree = ast.parse(BACKUP_SCHEDULE.read_text(encoding="utf-8"))
+    for node in tree.body:
+        if isinstance(node, ast.Assign) and getattr(node.targets[0], "id", None) == "HELP":
+            return frozenset(ast.literal_eval(node.value))
+    raise ValueError(f"{BACKUP_SCHEDULE}: no HELP table of metric names")
+
+
 PROMETHEUS_SYNTHETIC = frozenset({"up", "scrape_duration_seconds", "scrape_samples_scraped",
                                   "ALERTS", "ALERTS_FOR_STATE"})
 
@@ -109,4 +129,4 @@ PROMETHEUS_SYNTHETIC = frozenset({"up", "scrape_duration_seconds", "scrape_sampl
 def known_metric_names() -> frozenset[str]:
     """Every scraped or synthetic name (recording rules are added by the caller)."""
     return (APP | POSTGRES | REDIS | NGINX | NODE | PROMETHEUS | ALERTMANAGER
-            | pgbouncer_metric_names() | PROMETHEUS_SYNTHETIC)
+            | pgbouncer_metric_names() | pgbackrest_metric_names() | PROMETHEUS_SYNTHETIC)

@@ -38,7 +38,7 @@ def test_promtool_check_config(lab_render):
                                           str(lab_render / "prometheus/prometheus.yml")])
     _assert_ok(result)
     # The config's rules/*.yml glob found the rendered rule files and checked them too.
-    assert "SUCCESS: 8 rule files found" in result.output
+    assert "SUCCESS: 9 rule files found" in result.output
 
 
 def test_promtool_check_rules(lab_render):
