@@ -81,3 +81,19 @@ def test_prometheus_scrapes_the_schedules_view_of_the_repository(deployed_stack)
         assert time.monotonic() < deadline, result
         time.sleep(1)
     assert result[0]["metric"]["host"] == deployed_stack.one("pgbackrest").host
+
+
+def test_prometheus_sees_wal_archiving_succeed(deployed_stack):
+    # postgres_exporter's pg_archiver query: segments archived, none failed.
+    query = deployed_stack.url("prometheus", "/api/v1/query")
+    deadline = time.monotonic() + 60
+    while True:
+        data = httpx.get(query, params={"query": "pg_archiver_archived_count"},
+                         timeout=5).json()["data"]["result"]
+        if data and float(data[0]["value"][1]) > 0:
+            break
+        assert time.monotonic() < deadline, data
+        time.sleep(1)
+    failed = httpx.get(query, params={"query": "pg_archiver_failed_count"},
+                       timeout=5).json()["data"]["result"]
+    assert failed and failed[0]["metric"]["host"] == deployed_stack.one("postgresql").host

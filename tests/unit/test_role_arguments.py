@@ -1,9 +1,8 @@
 """Every role gets, from the generated inventory, the arguments its spec asks for.
 
-site.yml includes the service roles with `rolespec_validate: false`: their arguments
-all come from infra/inventory.py (never from a user's playbook), so this test checks
-them against each role's `meta/argument_specs.yml` with Ansible's own validator, for
-every checked-in stack, instead of a validation task per role and host on every deploy.
+Their arguments all come from infra/inventory.py, so this test checks them against
+each role's `meta/argument_specs.yml` with Ansible's own validator for every
+checked-in stack, before any deploy does (where Ansible checks them again).
 """
 
 from __future__ import annotations
@@ -60,10 +59,3 @@ def test_a_missing_argument_is_caught(monkeypatch):
 
     monkeypatch.setattr(inventory, "host_vars", without_redis_port)
     assert any("redis_port" in p for p in _problems("lab"))
-
-
-def test_site_yml_leaves_validation_to_this_test():
-    site = yaml.safe_load((ROLES.parent / "site.yml").read_text())
-    includes = [task["ansible.builtin.include_role"] for play in site
-                for task in play.get("tasks", []) if "ansible.builtin.include_role" in task]
-    assert includes and all(i.get("rolespec_validate") is False for i in includes)
