@@ -59,3 +59,13 @@ def test_a_missing_argument_is_caught(monkeypatch):
 
     monkeypatch.setattr(inventory, "host_vars", without_redis_port)
     assert any("redis_port" in p for p in _problems("lab"))
+
+
+def test_site_yml_includes_every_role_in_order_and_leaves_validation_here():
+    from infra.inventory import ROLE_ORDER
+
+    site = yaml.safe_load((ROLES.parent / "site.yml").read_text())
+    includes = [task["ansible.builtin.include_role"] for play in site
+                for task in play.get("tasks", []) if "ansible.builtin.include_role" in task]
+    assert [i["name"] for i in includes] == list(ROLE_ORDER)
+    assert all(i.get("rolespec_validate") is False for i in includes)
