@@ -153,8 +153,8 @@ def status(c: Context, stack: str = "lab", json_: bool = False, target: str = ""
 
 
 def _size(n: float) -> str:
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if n < 1024 or unit == "GiB":
+    for unit in ("B", "KiB", "MiB"):
+        if n < 1024:
             return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
         n /= 1024
     return f"{n:.1f} GiB"
@@ -175,7 +175,7 @@ def _age(seconds: float) -> str:
 def backup(c: Context, stack: str = "lab", type: str = "incr",  # noqa: A002 - the flag's name
            target: str = "") -> None:
     """Take a backup now with pgBackRest on the backup host (the schedule keeps running)."""
-    from infra.backups import BackupError, take_backup
+    from infra.backups import BackupError, BadBackupRequest, take_backup
 
     topology = _topology(stack)
     chosen = _target(topology, target)
@@ -183,8 +183,7 @@ def backup(c: Context, stack: str = "lab", type: str = "incr",  # noqa: A002 - t
         try:
             taken, elapsed = take_backup(topology, chosen, type)
         except BackupError as exc:
-            raise Exit(str(exc), code=2 if str(exc).startswith(("--type", "stack ")) else 1) \
-                from None
+            raise Exit(str(exc), code=2 if isinstance(exc, BadBackupRequest) else 1) from None
     console.print(f"backup {taken.label} ({taken.type}) in {elapsed:.1f}s: "
                   f"{_size(taken.repo_bytes)} added to the repository, cluster "
                   f"{_size(taken.database_bytes)}, WAL {taken.wal_start} … {taken.wal_stop}")
@@ -196,13 +195,13 @@ def backups(c: Context, stack: str = "lab", json_: bool = False, target: str = "
     """What the backup repository holds: each backup's type, age, size and WAL range."""
     import dataclasses
 
-    from infra.backups import BackupError, repository
+    from infra.backups import BackupError, BadBackupRequest, repository
 
     topology = _topology(stack)
     try:
         repo = repository(topology, _target(topology, target))
     except BackupError as exc:
-        raise Exit(str(exc), code=2 if str(exc).startswith("stack ") else 1) from None
+        raise Exit(str(exc), code=2 if isinstance(exc, BadBackupRequest) else 1) from None
     if json_:
         print(json.dumps(dataclasses.asdict(repo), indent=2))
         return

@@ -27,7 +27,11 @@ class BackupError(Exception):
     """A backup command failed or cannot run; the message says why."""
 
 
-class NoBackupHost(BackupError):
+class BadBackupRequest(BackupError):
+    """The request itself is wrong (e.g. an unknown --type); nothing was run."""
+
+
+class NoBackupHost(BadBackupRequest):
     """The stack config has no backup repository (no host runs pgbackrest)."""
 
 
@@ -126,7 +130,8 @@ def take_backup(topology: Topology, target: Target, kind: str = "incr"
     refuses to run beside another backup (the schedule's): both are reported as they are.
     """
     if kind not in BACKUP_TYPES:
-        raise BackupError(f"--type {kind}: not a backup type (one of: {', '.join(BACKUP_TYPES)})")
+        raise BadBackupRequest(f"--type {kind}: not a backup type "
+                               f"(one of: {', '.join(BACKUP_TYPES)})")
     before = {b.label for b in repository(topology, target).backups}
     started = time.monotonic()
     _run(topology, target, ["backup", f"--type={kind}"], timeout_s=BACKUP_TIMEOUT_S)
