@@ -219,6 +219,47 @@ def backups(c: Context, stack: str = "lab", json_: bool = False, target: str = "
         raise Exit(f"the repository is not ok: {repo.status}", code=1)
 
 
+@task(help={"stack": "stack name or path",
+            "latest": "replay every archived write (the default)",
+            "to": "restore the state at this time (ISO 8601; UTC when no offset)",
+            "yes": "do not ask for confirmation",
+            "target": "local (default) or docker"})
+def restore(c: Context, stack: str = "lab", latest: bool = False, to: str = "",
+            yes: bool = False, target: str = "") -> None:
+    """Restore the database from the backup repository (PgBouncer pauses clients)."""
+    from infra.backups import BackupError, BadBackupRequest
+    from infra.restore import parse_target_time
+    from infra.restore import restore as run_restore
+    from infra.stack_lock import StackBusy
+
+    if latest and to:
+        raise Exit("--latest and --to exclude each other: give one", code=2)
+    topology = _topology(stack)
+    chosen = _target(topology, target)
+    try:
+        when = parse_target_time(to) if to else None
+    except BadBackupRequest as exc:
+        raise Exit(str(exc), code=2) from None
+    what = f"the state at {when.isoformat()}" if when else "the latest archived state"
+    if not yes:
+        answer = input(f"Replace stack {topology.stack}'s database with {what}? Writes "
+                       "after it are kept aside, not in the database. [y/N] ")
+        if answer.strip().lower() not in ("y", "yes"):
+            raise Exit("nothing was changed", code=1)
+    try:
+        done = run_restore(topology, chosen, when, progress=_lines)
+    except StackBusy as exc:
+        raise Exit(f"{exc}; nothing was changed", code=2) from None
+    except BackupError as exc:
+        raise Exit(str(exc), code=2 if isinstance(exc, BadBackupRequest) else 1) from None
+    console.print(f"restored {done.target} from backup {done.backup} in "
+                  f"{done.duration_s:.1f}s (clients paused {done.paused_s:.1f}s): "
+                  f"{done.users} users, {done.audit_events} audit events, "
+                  f"{done.users_without_audit} users without one")
+    if done.aside:
+        console.print(f"the data directory it replaced is kept at {done.aside}")
+
+
 @task(help={"stack": "stack name or path", "yes": "do not ask for confirmation",
             "target": "local (default) or docker"})
 def destroy(c: Context, stack: str = "lab", yes: bool = False, target: str = "") -> None:
@@ -251,7 +292,7 @@ def gameday(c: Context, stack: str = "lab", scenario: list[str] | None = None,
             list_: bool = False, dry_run: bool = False, cleanup: bool = False) -> None:
     """Run GameDays: fault under load, time-to-detect, runbook, time-to-recover, lost writes."""
     import gameday as gd
-    from gameday.rollback_log import RollbackLogBusy
+    from infra.stack_lock import StackBusy
 
     topology = _topology(stack)
     try:
@@ -273,7 +314,7 @@ def gameday(c: Context, stack: str = "lab", scenario: list[str] | None = None,
     except ConfigError as exc:
         raise Exit("scenario files are invalid, nothing ran:\n  " +
                    "\n  ".join(exc.problems), code=2) from None
-    except RollbackLogBusy as exc:
+    except StackBusy as exc:
         raise Exit(f"another GameDay or cleanup holds stack {topology.stack}: {exc}",
                    code=2) from None
     except RuntimeError as exc:

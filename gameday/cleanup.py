@@ -28,11 +28,12 @@ from gameday.faults.cache_fill import delete_prefix, stack_prefix
 from gameday.faults.config_push import repair_marked_configs
 from gameday.faults.disk import BALLOON
 from gameday.faults.pgbouncer_limit import restore_configured_limits
-from gameday.rollback_log import FAILED_UNDO, UNDONE, StackLock, read_rollback_logs
+from gameday.rollback_log import FAILED_UNDO, UNDONE, read_rollback_logs
 from infra import procfs
 from infra.connections import redis_client
 from infra.ops.disk import stack_mounts
 from infra.paths import host_dir
+from infra.stack_lock import StackLock
 from infra.targets import nft, target_for
 from infra.targets.base import Target
 from infra.topology import Topology

@@ -10,12 +10,8 @@ from __future__ import annotations
 from typing import Any, Literal
 
 from gameday.reconcile import AuditRow, UserRow
-from infra.connections import APP, pg_conninfo
+from infra.connections import APP, AUDIT_TABLE, USERS_TABLE, pg_conninfo
 from infra.topology import Topology
-
-# The reference app's tables (app/civicpulse/core/models.py, fixed db_table names).
-USERS_TABLE = "civicpulse_user"
-AUDIT_TABLE = "civicpulse_audit_event"
 
 
 def conninfo(topology: Topology, via: Literal["pgbouncer", "postgresql"] = "pgbouncer",

@@ -24,7 +24,7 @@ from gameday import timeline as tl
 from gameday.catalog_check import check_catalog
 from gameday.progress import Progress, progress_for
 from gameday.results import GamedayRun, verdict_line
-from gameday.rollback_log import RollbackLog, StackLock, read_rollback_logs
+from gameday.rollback_log import RollbackLog, read_rollback_logs
 from gameday.scenario import Scenario as ScenarioSpec
 from gameday.scenario import (
     ScenarioSummary,
@@ -35,6 +35,7 @@ from gameday.scenario import (
 )
 from gameday.scenario_runner import ScenarioRunner, plan_scenario
 from gameday.score import run_score
+from infra.stack_lock import StackLock
 from infra.targets import target_for
 from infra.targets.base import Target
 from infra.topology import REPO_ROOT, Topology

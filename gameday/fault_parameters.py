@@ -134,6 +134,16 @@ class RedisConnectionFloodParams(Params):
     burst: int = Field(3, ge=1, le=50)
 
 
+class DataDirectoryLostParams(Params):
+    #: KILL: the whole process tree dies first, as when the volume vanishes under the
+    #: server (nothing flushed or archived at shutdown: the honest recovery point).
+    #: TERM: a clean stop first (the last WAL is written; a gentler loss).
+    signal: Literal["KILL", "TERM"] = "KILL"
+    #: How long the rollback waits for PostgreSQL to be healthy on a restored cluster
+    #: before it concludes the restore failed and puts the moved data back.
+    restored_grace_s: float = Field(60, gt=0, le=3600)
+
+
 PARAMETERS: dict[str, type[Params]] = {
     "process_crash": ProcessCrashParams,
     "process_hang": ProcessHangParams,
@@ -152,14 +162,15 @@ PARAMETERS: dict[str, type[Params]] = {
     "redis_connection_flood": RedisConnectionFloodParams,
     "pgbouncer_client_limit": PgbouncerClientLimitParams,
     "config_push": ConfigPushParams,
+    "data_directory_lost": DataDirectoryLostParams,
 }
 
 #: Faults that are one action (a signal), not a condition held for `duration_s`.
-INSTANTANEOUS = frozenset({"process_crash"})
+INSTANTANEOUS = frozenset({"process_crash", "data_directory_lost"})
 
 FaultKindName = Literal[
     "process_crash", "process_hang", "service_stop", "network_partition", "packet_loss",
     "latency", "pool_exhaustion", "disk_full", "cpu_saturation", "load_surge",
     "long_transaction", "deadlocks", "redis_fill", "pgbouncer_client_limit",
-    "config_push", "direct_connections", "redis_connection_flood",
+    "config_push", "direct_connections", "redis_connection_flood", "data_directory_lost",
 ]

@@ -113,7 +113,8 @@ def reconcile(writes: Iterable[WriteRecord], users: Iterable[UserRow],
         result.writes += 1
         row = by_name.get(w.username)
         brief = {"username": w.username, "request_id": w.request_id, "status": w.status,
-                 "error": w.error, "t": round(w.started, 3)}
+                 "error": w.error, "t": round(w.started, 3),
+                 "acked": round(w.started + w.latency_s, 3)}
         if w.outcome == "acknowledged":
             result.acknowledged += 1
             if row is None:

@@ -8,13 +8,12 @@ SIGKILLed, loses power or crashes leaves a file that says exactly what to undo;
 and its arguments), never pickled objects, so that a later process
 (`invoke gameday --cleanup`) can undo them.
 
-A lock file next to it (flock) keeps two engines (or an engine and a cleanup) from
-working on one stack at the same time.
+A lock file next to it (`infra.stack_lock`) keeps two engines (or an engine and a
+cleanup, or a restore) from working on one stack at the same time.
 """
 
 from __future__ import annotations
 
-import fcntl
 import json
 import os
 from dataclasses import dataclass
@@ -22,11 +21,12 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from infra.stack_lock import StackBusy
+
 ROLLBACK_LOG_NAME = "rollback-log.json"
 #: The rollback log's name before it was renamed. A run of an older version that was
 #: killed left its log under this name; cleanup and the next run must still undo it.
 OLD_ROLLBACK_LOG_NAME = "journal.json"
-LOCK_NAME = "lock"
 VERSION = 1
 
 # Entry states: intent (recorded, change maybe made), applied (change made),
@@ -40,45 +40,6 @@ def gameday_dir(state_dir: Path) -> Path:
 
 def rollback_log_path(state_dir: Path) -> Path:
     return gameday_dir(state_dir) / ROLLBACK_LOG_NAME
-
-
-class RollbackLogBusy(Exception):
-    """Another GameDay engine or cleanup holds the stack's lock."""
-
-
-class StackLock:
-    """Exclusive, non-blocking flock on `<state_dir>/gameday/lock`."""
-
-    def __init__(self, state_dir: Path) -> None:
-        self.path = gameday_dir(state_dir) / LOCK_NAME
-        self._fd: int | None = None
-
-    def acquire(self) -> StackLock:
-        self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            holder = os.read(fd, 64).decode(errors="replace").strip() or "unknown"
-            os.close(fd)
-            raise RollbackLogBusy(f"{self.path}: another GameDay or cleanup runs on this stack "
-                                  f"(pid {holder}); wait for it or stop it first") from None
-        os.ftruncate(fd, 0)
-        os.write(fd, str(os.getpid()).encode())
-        self._fd = fd
-        return self
-
-    def release(self) -> None:
-        if self._fd is not None:
-            fcntl.flock(self._fd, fcntl.LOCK_UN)
-            os.close(self._fd)
-            self._fd = None
-
-    def __enter__(self) -> StackLock:
-        return self.acquire()
-
-    def __exit__(self, *exc: object) -> None:
-        self.release()
 
 
 @dataclass
@@ -130,7 +91,7 @@ class RollbackLog:
         log.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
         for leftover in read_rollback_logs(state_dir):
             if leftover.pending():
-                raise RollbackLogBusy(
+                raise StackBusy(
                     f"{leftover.path}: a previous GameDay (run {leftover.run_id}) left "
                     f"{len(leftover.pending())} change(s) un-rolled-back; run "
                     "`invoke gameday --cleanup` first")

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 from collections.abc import Awaitable
 from pathlib import Path
 from typing import Any, TypeVar
@@ -51,6 +52,7 @@ from gameday.scenario import (
 )
 from gameday.steady_state import SteadyStateWatch
 from infra.runbook_env import runbook_env
+from infra.stack_lock import HOLDER_ENV
 from infra.targets.base import Target
 from infra.topology import REPO_ROOT, Topology
 
@@ -281,6 +283,8 @@ class ScenarioRunner:
         loop = asyncio.get_running_loop()
         labels = self.alerts.tracker.labels_of(alert) if self.alerts and alert else {}
         env = runbook_env(self.topology, alert, labels)
+        # A restore the runbook runs goes on under this engine's stack lock.
+        env[HOLDER_ENV] = str(os.getpid())
 
         def on_step(step: Any) -> None:
             loop.call_soon_threadsafe(

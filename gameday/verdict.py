@@ -99,6 +99,9 @@ def evaluate(scenario: Scenario, timeline: Timeline, phases: dict[str, PhaseStat
                             r.lost_acknowledged_writes <= dc.max_lost_acknowledged_writes,
                             f"≤ {dc.max_lost_acknowledged_writes}",
                             f"{r.lost_acknowledged_writes} of {r.acknowledged} acknowledged"))
+        if dc.lost_writes_within_s is not None:
+            checks.append(lost_window_check(r.lost_acknowledged, injected,
+                                            dc.lost_writes_within_s))
         checks.append(Check("audit trail matches the users",
                             r.audit_mismatches <= dc.max_audit_mismatches,
                             f"≤ {dc.max_audit_mismatches} mismatches",
@@ -147,3 +150,16 @@ def evaluate(scenario: Scenario, timeline: Timeline, phases: dict[str, PhaseStat
 
 def hypothesis_holds(checks: list[Check]) -> bool:
     return all(c.passed for c in checks if not c.informational)
+
+
+def lost_window_check(lost: list[dict[str, Any]], injected: float, window_s: float) -> Check:
+    """The recovery point as a measured fact: when the lost writes were acknowledged,
+    in seconds before the fault; all of them must fall inside the claimed window."""
+    if not lost:
+        return Check("lost writes only from the archive window", True,
+                     f"acknowledged ≤ {window_s:g}s before the fault", "none lost")
+    before = [injected - float(w.get("acked", w["t"])) for w in lost]
+    oldest, newest = max(before), min(before)
+    return Check("lost writes only from the archive window", oldest <= window_s,
+                 f"acknowledged ≤ {window_s:g}s before the fault",
+                 f"{len(lost)} lost, acknowledged {oldest:.1f}s … {newest:.1f}s before it")

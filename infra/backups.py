@@ -112,7 +112,7 @@ def _run(topology: Topology, target: Target, args: list[str], timeout_s: float) 
         raise BackupError(f"pgbackrest {args[0]} on {host} did not finish in {timeout_s:g}s")
     if not result.ok:
         detail = (result.stderr or result.stdout).strip().splitlines()
-        raise BackupError(f"pgbackrest {args[0]} on {host} failed (exit {result.returncode}): "
+        raise BackupError(f"pgbackrest {args[0]} on {host} failed (exit {result.exit_code}): "
                           + (detail[-1] if detail else "no output"))
     return result.stdout
 

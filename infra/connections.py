@@ -36,6 +36,11 @@ APP = Role("civicpulse", "app_db")
 #: PgBouncer's read-only admin console user (`stats_users`: SHOW, never PAUSE or KILL).
 PGBOUNCER_STATS = Role("pgbouncer_stats", "pgbouncer_stats")
 
+# The reference app's tables (app/civicpulse/core/models.py, fixed db_table names):
+# what the GameDay reconciles and a restore counts.
+USERS_TABLE = "civicpulse_user"
+AUDIT_TABLE = "civicpulse_audit_event"
+
 
 def stack_secret(topology: Topology, name: str) -> str:
     """One secret of the stack (OSError if it cannot be read: not deployed, not root)."""

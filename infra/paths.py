@@ -54,6 +54,23 @@ def pgbackrest_conf(topology: Topology, host: str) -> Path:
     return host_dir(topology, host) / PGBACKREST_CONF
 
 
+def postgresql_data_dir(topology: Topology, host: str) -> Path:
+    """The cluster's data directory on the database host: inside its size-limited
+    volume when the stack gives one (the postgresql role's postgresql_data_dir; the
+    pgbackrest role's pgbackrest_pg_data_dir says the same, and `pgbackrest check`
+    at every deploy fails if they differ)."""
+    base = host_dir(topology, host) / "postgresql"
+    if topology.sizing.postgresql.data_volume_mb is not None:
+        base = base / "volume"
+    return base / "data"
+
+
+def pgbouncer_dir(topology: Topology, host: str) -> Path:
+    """PgBouncer's directory (the pgbouncer role's pgbouncer_dir): its config and its
+    Unix socket, over which its own OS user reaches the admin console."""
+    return host_dir(topology, host) / "pgbouncer"
+
+
 def textfile_dir(topology: Topology, host: str) -> Path:
     """Metrics files node_exporter's textfile collector reads on this host (written by
     the backup schedule and the restore check on the backup host)."""

@@ -26,6 +26,7 @@ _MODULES = {
     "redis_connection_flood": ("gameday.faults.cache_clients", "RedisConnectionFlood"),
     "pgbouncer_client_limit": ("gameday.faults.pgbouncer_limit", "PgbouncerClientLimit"),
     "config_push": ("gameday.faults.config_push", "ConfigPush"),
+    "data_directory_lost": ("gameday.faults.data_loss", "DataDirectoryLost"),
 }
 
 

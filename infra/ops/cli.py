@@ -19,7 +19,16 @@ import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from infra.ops import cache, disk, drain, pgbouncer, postgresql, prometheus, services
+from infra.ops import (
+    cache,
+    database_restore,
+    disk,
+    drain,
+    pgbouncer,
+    postgresql,
+    prometheus,
+    services,
+)
 from infra.ops.console import render
 from infra.ops.outcome import OpsError, Outcome, redact, stack_secret_values
 from infra.ops.stacks import resolve_stack
@@ -154,6 +163,16 @@ def _env_args(p: argparse.ArgumentParser) -> None:
                    help="also export CP_ALERT_SERVICE (the alert's service)")
 
 
+def _restore_args(p: argparse.ArgumentParser) -> None:
+    which = p.add_mutually_exclusive_group()
+    which.add_argument("--latest", action="store_true",
+                       help="replay every archived write (the default)")
+    which.add_argument("--to", default=None, metavar="TIME",
+                       help="the state at TIME (ISO 8601; UTC when no offset)")
+    p.add_argument("--if-data-lost", action="store_true",
+                   help="only when the database host has no cluster left; else do nothing")
+
+
 def _none(_p: argparse.ArgumentParser) -> None:
     return None
 
@@ -216,6 +235,8 @@ COMMANDS: dict[str, Command] = {c.name: c for c in (
                                              a.expect_firing)),
     Command("promql", "evaluate a PromQL expression on the stack's Prometheus",
             _promql_args, lambda t, a: prometheus.query(t, a.expr, a.expect_empty)),
+    Command("restore", "restore PostgreSQL from the backup repository (clients paused)",
+            _restore_args, lambda t, a: database_restore.run(t, a.to, a.if_data_lost)),
     Command("env", "print the CP_* variables runbook steps use, as shell exports",
             _env_args, _env),
 )}

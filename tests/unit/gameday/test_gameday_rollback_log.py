@@ -18,12 +18,12 @@ from gameday.rollback_log import (
     OLD_ROLLBACK_LOG_NAME,
     UNDONE,
     RollbackLog,
-    RollbackLogBusy,
-    StackLock,
     read_rollback_log,
     rollback_log_path,
 )
 from gameday.scenario import FaultSpec
+from infra.stack_lock import HOLDER_ENV, StackLock
+from infra.stack_lock import StackBusy as RollbackLogBusy
 
 
 def make_fault(topology, target, rollback_log, kind, service, duration=10, where=None, **params):
@@ -163,4 +163,25 @@ def test_stack_lock_is_exclusive(topology):
             StackLock(topology.state_dir).acquire()
         with pytest.raises(RollbackLogBusy):
             cleanup(topology, FakeTarget(topology), check_health=False)
+    StackLock(topology.state_dir).acquire().release()
+
+
+def test_a_runbook_of_the_engine_holding_the_lock_goes_on_under_it(topology, monkeypatch):
+    with StackLock(topology.state_dir):
+        monkeypatch.delenv(HOLDER_ENV, raising=False)
+        with pytest.raises(RollbackLogBusy, match="restore"):
+            StackLock(topology.state_dir).acquire_unless_held_by_caller()
+        monkeypatch.setenv(HOLDER_ENV, str(os.getpid() + 1))
+        with pytest.raises(RollbackLogBusy):
+            StackLock(topology.state_dir).acquire_unless_held_by_caller()
+        monkeypatch.setenv(HOLDER_ENV, str(os.getpid()))
+        StackLock(topology.state_dir).acquire_unless_held_by_caller().release()
+    # Released by its holder: anyone may take it again.
+    StackLock(topology.state_dir).acquire().release()
+
+
+def test_a_lock_taken_before_the_with_statement_is_not_taken_twice(topology):
+    with StackLock(topology.state_dir).acquire_unless_held_by_caller():
+        with pytest.raises(RollbackLogBusy):
+            StackLock(topology.state_dir).acquire()
     StackLock(topology.state_dir).acquire().release()
