@@ -144,6 +144,11 @@ class DataDirectoryLostParams(Params):
     restored_grace_s: float = Field(60, gt=0, le=3600)
 
 
+class OperatorDeleteParams(Params):
+    #: Which of the run's users go: every n-th by id (with its audit event).
+    every_nth: int = Field(5, ge=2, le=1000)
+
+
 PARAMETERS: dict[str, type[Params]] = {
     "process_crash": ProcessCrashParams,
     "process_hang": ProcessHangParams,
@@ -163,14 +168,16 @@ PARAMETERS: dict[str, type[Params]] = {
     "pgbouncer_client_limit": PgbouncerClientLimitParams,
     "config_push": ConfigPushParams,
     "data_directory_lost": DataDirectoryLostParams,
+    "operator_delete": OperatorDeleteParams,
 }
 
 #: Faults that are one action (a signal), not a condition held for `duration_s`.
-INSTANTANEOUS = frozenset({"process_crash", "data_directory_lost"})
+INSTANTANEOUS = frozenset({"process_crash", "data_directory_lost", "operator_delete"})
 
 FaultKindName = Literal[
     "process_crash", "process_hang", "service_stop", "network_partition", "packet_loss",
     "latency", "pool_exhaustion", "disk_full", "cpu_saturation", "load_surge",
     "long_transaction", "deadlocks", "redis_fill", "pgbouncer_client_limit",
     "config_push", "direct_connections", "redis_connection_flood", "data_directory_lost",
+    "operator_delete",
 ]

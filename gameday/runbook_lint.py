@@ -19,7 +19,10 @@ ATTRIBUTES = ("step", "timeout", "attempts", "interval", "expect")
 #: CP_ALERT_<LABEL> (HOST, SERVICE, INSTANCE, …) come from the firing alert's labels
 #: and may be unset, so steps must write them as ${CP_ALERT_HOST:-} (`bash -u`).
 PLACEHOLDERS = ("CP_STACK", "CP_ALERT_NAME")
-OPTIONAL_PLACEHOLDERS = ("CP_ALERT_HOST", "CP_ALERT_SERVICE", "CP_ALERT_INSTANCE")
+#: CP_INCIDENT_START: when the incident began (ISO 8601), for a point-in-time restore;
+#: a GameDay sets it to the moment its fault recorded, a human sets it by hand.
+OPTIONAL_PLACEHOLDERS = ("CP_ALERT_HOST", "CP_ALERT_SERVICE", "CP_ALERT_INSTANCE",
+                         "CP_INCIDENT_START")
 _ALERT_LABEL = re.compile(r"^CP_ALERT_[A-Z0-9_]+$")
 #: Besides the ops CLI and invoke, steps may only filter text.
 FILTERS = ("grep", "head", "tail", "wc", "sort", "uniq", "echo", "printf", "test", "[",

@@ -177,9 +177,10 @@ class Recovery(Strict):
 
 class DataChecks(Strict):
     max_lost_acknowledged_writes: int = Field(0, ge=0)
-    #: A fault that loses data (the database's volume): acknowledged writes may be
-    #: lost only if they were acknowledged at most this many seconds before the fault
-    #: (the archive window, e.g. archive_timeout + 2 s); None: no window is claimed.
+    #: A fault that loses data: acknowledged writes may be lost only if they were
+    #: acknowledged at most this many seconds before the fault (a lost volume: the
+    #: archive window, archive_timeout + 2 s; a point-in-time restore to before the
+    #: fault: ~0, only writes after it); None: no window is claimed.
     lost_writes_within_s: float | None = Field(None, gt=0, le=3600)
     max_audit_mismatches: int = Field(0, ge=0)
     #: Writes that failed or timed out for the client but are in the database.

@@ -285,6 +285,8 @@ class ScenarioRunner:
         env = runbook_env(self.topology, alert, labels)
         # A restore the runbook runs goes on under this engine's stack lock.
         env[HOLDER_ENV] = str(os.getpid())
+        if self.fault is not None:
+            env.update(self.fault.runbook_env())
 
         def on_step(step: Any) -> None:
             loop.call_soon_threadsafe(

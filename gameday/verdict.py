@@ -156,10 +156,11 @@ def lost_window_check(lost: list[dict[str, Any]], injected: float, window_s: flo
     """The recovery point as a measured fact: when the lost writes were acknowledged,
     in seconds before the fault; all of them must fall inside the claimed window."""
     if not lost:
-        return Check("lost writes only from the archive window", True,
+        return Check("lost writes only in the claimed window", True,
                      f"acknowledged ≤ {window_s:g}s before the fault", "none lost")
-    before = [injected - float(w.get("acked", w["t"])) for w in lost]
-    oldest, newest = max(before), min(before)
-    return Check("lost writes only from the archive window", oldest <= window_s,
+    offsets = [float(w.get("acked", w["t"])) - injected for w in lost]
+    first, last = min(offsets), max(offsets)
+    return Check("lost writes only in the claimed window", -first <= window_s,
                  f"acknowledged ≤ {window_s:g}s before the fault",
-                 f"{len(lost)} lost, acknowledged {oldest:.1f}s … {newest:.1f}s before it")
+                 f"{len(lost)} lost, acknowledged from {first:+.1f}s to {last:+.1f}s "
+                 "of the fault")

@@ -140,3 +140,9 @@ def take_backup(topology: Topology, target: Target, kind: str = "incr"
     if not new:
         raise BackupError("pgbackrest backup succeeded but the repository shows no new backup")
     return new[-1], elapsed
+
+
+def archive_current_wal(topology: Topology, target: Target) -> None:
+    """`pgbackrest check`: switch the WAL segment on the running database and wait until
+    it is in the repository, so that everything committed until now can be restored."""
+    _run(topology, target, ["check"], timeout_s=120)

@@ -29,7 +29,7 @@ from typing import Any
 
 import psycopg
 
-from infra.backups import BackupError, BadBackupRequest, repository
+from infra.backups import BackupError, BadBackupRequest, archive_current_wal, repository
 from infra.catalog import SERVICE_KINDS
 from infra.connections import AUDIT_TABLE, SUPERUSER, USERS_TABLE, first_line, pg_conninfo
 from infra.paths import PGBACKREST_STANZA, pgbackrest_conf, pgbouncer_dir, postgresql_data_dir
@@ -142,6 +142,16 @@ def restore(topology: Topology, target: Target, when: datetime | None,
     started = time.monotonic()
     with StackLock(topology.state_dir).acquire_unless_held_by_caller(), \
             _clients_paused(topology, target, step) as paused:
+        if target.state(pg).running:
+            # With clients paused nothing new commits: once the current segment is in
+            # the repository, every acknowledged write can be restored (archive_timeout
+            # alone would leave up to its length of them on this host only).
+            try:
+                archive_current_wal(topology, target)
+            except BackupError as exc:
+                raise RestoreError(f"cannot archive the current WAL ({exc}); nothing was "
+                                   "changed: see PostgresqlWalArchivingFailing") from None
+            step("pgbackrest check: the WAL up to now is in the repository")
         target.stop(pg)
         step(f"PostgreSQL stopped on {pg.host}")
         moved = _move_aside(topology, target, pg.host, data, aside, step)

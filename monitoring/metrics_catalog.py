@@ -41,6 +41,7 @@ POSTGRES = frozenset({
     "pg_stat_activity_count",
     "pg_stat_activity_max_tx_duration",
     "pg_stat_database_deadlocks",
+    "pg_stat_database_tup_deleted",
     "pg_stat_database_xact_commit",
     "pg_stat_database_xact_rollback",
     "pg_database_size_bytes",

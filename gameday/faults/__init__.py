@@ -27,6 +27,7 @@ _MODULES = {
     "pgbouncer_client_limit": ("gameday.faults.pgbouncer_limit", "PgbouncerClientLimit"),
     "config_push": ("gameday.faults.config_push", "ConfigPush"),
     "data_directory_lost": ("gameday.faults.data_loss", "DataDirectoryLost"),
+    "operator_delete": ("gameday.faults.data_delete", "OperatorDelete"),
 }
 
 

@@ -113,6 +113,11 @@ class Fault(ABC):
         """What inject would do, for --dry-run."""
         return [self.describe()]
 
+    def runbook_env(self) -> dict[str, str]:
+        """What the runbook needs to know of this fault once injected (e.g. the moment a
+        point-in-time restore goes back to, CP_INCIDENT_START); most faults: nothing."""
+        return {}
+
     def preflight(self) -> list[str]:
         """Reasons the fault cannot run on this stack (empty: it can)."""
         if self.target_service is not None and self.service.name != self.target_service:

@@ -20,6 +20,9 @@ def run(topology: Topology, to: str | None, if_data_lost: bool) -> Outcome:
     target = target_for(topology)
     pg = topology.one("postgresql")
     outcome = Outcome(title=f"restore of PostgreSQL on {pg.host}")
+    if to is not None and not to.strip():
+        raise OpsError("--to is empty: give the moment just before the incident (in a "
+                       "runbook: set CP_INCIDENT_START); nothing was changed")
     try:
         when = parse_target_time(to) if to else None
         if if_data_lost and not topology.has_backups:
