@@ -97,6 +97,11 @@ class PgbackrestSizing(Strict):
     #: PostgreSQL's archive_timeout: the longest a written WAL segment waits before it
     #: is switched and archived, i.e. the recovery point objective under low traffic.
     archive_timeout_s: int = Field(60, ge=1, le=3600)
+    #: pgBackRest's archive-timeout: how long archive_command waits for the queued
+    #: segment to reach the repository before it reports a failure to PostgreSQL
+    #: (which retries). It is how soon an unreachable repository shows as failed
+    #: archiving (pg_stat_archiver, PostgresqlWalArchivingFailing).
+    archive_push_timeout_s: int = Field(60, ge=1, le=3600)
     #: The schedule the backup host keeps: a full backup every `full_every_h` hours,
     #: a differential every `diff_every_h`, an incremental every `incr_every_min`.
     full_every_h: int = Field(168, ge=1, le=8760)

@@ -24,6 +24,7 @@ from typing import Any
 
 from gameday.faults.base import Fault, UndoContext, service_of, undo_handler
 from infra.paths import postgresql_data_dir
+from infra.restore import wake_checkpointer_of
 from infra.topology import Service
 
 LOST_SUFFIX = ".gameday-lost"
@@ -68,7 +69,18 @@ def _bring_back(ctx: UndoContext, undo: dict[str, Any]) -> str:
         _checked(ctx, svc.host, ["mv", str(data), str(failed)])
     _checked(ctx, svc.host, ["mv", str(lost), str(data)])
     ctx.target.start(svc)
+    _wait_accepting(ctx, svc)
+    wake_checkpointer_of(ctx.topology)
     return f"no restored cluster: moved {lost} back to {data} and started PostgreSQL"
+
+
+def _wait_accepting(ctx: UndoContext, svc: Service, timeout_s: float = 60) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not ctx.target.health(svc).ok:
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"postgresql@{svc.host} not healthy {timeout_s:g}s after "
+                               "its data directory was put back")
+        time.sleep(0.5)
 
 
 class DataDirectoryLost(Fault):

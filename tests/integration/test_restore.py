@@ -112,24 +112,6 @@ def test_the_lost_volume_faults_rollback_brings_the_data_back_without_a_restore(
     assert _usernames(deployed_stack, prefix) == {prefix + "kept"}
 
 
-def test_database_volume_lost_gameday_restores_and_loses_only_the_archive_window(
-        deployed_stack, tmp_path):
-    run = run_gameday(deployed_stack, ["database-volume-lost"], reports_dir=tmp_path,
-                      progress=Progress())
-    r = run.results[0]
-    failed = [f"{c.name}: expected {c.expected}, measured {c.measured}"
-              for c in r.checks if not c.passed and not c.informational]
-    assert r.status == HELD, failed or r.reason
-    rec = r.reconciliation
-    assert rec is not None and rec.error is None and rec.acknowledged > 100
-    assert rec.audit_mismatches == 0
-    data = postgresql_data_dir(deployed_stack, deployed_stack.one("postgresql").host)
-    assert not data.with_name(data.name + LOST_SUFFIX).exists()  # nothing left behind
-    assert read_rollback_log(deployed_stack.state_dir) is None
-    print(f"database-volume-lost: TTD {r.times.time_to_detect}, TTR {r.times.time_to_recover}"
-          f", lost {rec.lost_acknowledged_writes} of {rec.acknowledged} acknowledged")
-
-
 class _RunLoad:
     """What operator_delete needs of a running load: the prefix of the run's users."""
 
@@ -160,6 +142,24 @@ def test_the_operator_deletes_rollback_puts_the_rows_back_without_a_restore(depl
     info = pg_conninfo(deployed_stack, deployed_stack.one("postgresql"), SUPERUSER)
     with psycopg.connect(**info, autocommit=True) as conn:
         assert conn.execute("SELECT to_regnamespace(%s)", (ASIDE_SCHEMA,)).fetchone() == (None,)
+
+
+def test_database_volume_lost_gameday_restores_and_loses_only_the_archive_window(
+        deployed_stack, tmp_path):
+    run = run_gameday(deployed_stack, ["database-volume-lost"], reports_dir=tmp_path,
+                      progress=Progress())
+    r = run.results[0]
+    failed = [f"{c.name}: expected {c.expected}, measured {c.measured}"
+              for c in r.checks if not c.passed and not c.informational]
+    assert r.status == HELD, failed or r.reason
+    rec = r.reconciliation
+    assert rec is not None and rec.error is None and rec.acknowledged > 100
+    assert rec.audit_mismatches == 0
+    data = postgresql_data_dir(deployed_stack, deployed_stack.one("postgresql").host)
+    assert not data.with_name(data.name + LOST_SUFFIX).exists()  # nothing left behind
+    assert read_rollback_log(deployed_stack.state_dir) is None
+    print(f"database-volume-lost: TTD {r.times.time_to_detect}, TTR {r.times.time_to_recover}"
+          f", lost {rec.lost_acknowledged_writes} of {rec.acknowledged} acknowledged")
 
 
 def test_database_data_deleted_gameday_restores_to_just_before_the_delete(
