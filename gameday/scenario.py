@@ -16,7 +16,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError
 
 from gameday.fault_parameters import INSTANTANEOUS, PARAMETERS, FaultKindName, Params
-from infra.catalog import SERVICE_KINDS
+from infra.catalog import OPTIONAL_SINGLETONS, SERVICE_KINDS
 from infra.topology import REPO_ROOT, Topology
 from infra.yaml_source import ConfigError, YamlDocument, load_yaml, validate_document
 
@@ -378,6 +378,15 @@ def _probe_problems(probe: Probe, doc: YamlDocument, loc: list[str | int]) -> li
         problems.append(f"{doc.where([*loc, 'http', 'service'])}: unknown service "
                         f"{probe.http.service!r}")
     return problems
+
+
+def absent_optional_services(scenario: Scenario, topology: Topology) -> list[str]:
+    """Optional services (the backup repository and its agents) the scenario's fault
+    acts on and the stack chose not to run: the scenario is skipped, not refused."""
+    params = scenario.fault.params
+    wanted = [scenario.fault.target.service, *(getattr(params, "from_services", []) or [])]
+    return [name for name in dict.fromkeys(wanted)
+            if name in OPTIONAL_SINGLETONS and not topology.instances(name)]
 
 
 def check_against_topology(scenario: Scenario, topology: Topology) -> list[str]:

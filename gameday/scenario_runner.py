@@ -47,6 +47,7 @@ from gameday.rollback_log import RollbackLog
 from gameday.runbook_runner import RunbookResult, parse_runbook, run_runbook
 from gameday.scenario import Scenario as ScenarioSpec
 from gameday.scenario import (
+    absent_optional_services,
     check_against_topology,
     summarize,
 )
@@ -138,6 +139,10 @@ class ScenarioRunner:
 
     def preflight(self) -> tuple[list[str], list[str]]:
         """(scenario problems → refuse, fault problems → skip)."""
+        absent = absent_optional_services(self.scenario, self.topology)
+        if absent:
+            return [], [f"stack {self.topology.stack!r} runs no {', '.join(absent)} "
+                        "(optional: it keeps no backups)"]
         problems = check_against_topology(self.scenario, self.topology)
         if problems:
             return problems, []
