@@ -1,6 +1,8 @@
 """Restores on the deployed throwaway stack, against its real PostgreSQL, PgBouncer and
 pgBackRest: point-in-time restore through `invoke restore`, bad requests that change
-nothing, the lost-volume fault's own rollback, and the database-volume-lost GameDay."""
+nothing, the database-volume-lost GameDay, and both data-destroying faults' own
+rollbacks. (The database-data-deleted GameDay takes two minutes, most of it waiting
+for its alert's one-minute window to pass; it runs in the lab's catalog, not here.)"""
 
 from __future__ import annotations
 
@@ -87,6 +89,24 @@ def test_a_bad_restore_request_is_refused_and_changes_nothing(deployed_stack, ar
     assert target_for(deployed_stack).state(pg).pid == pid_before
 
 
+def test_database_volume_lost_gameday_restores_and_loses_only_the_archive_window(
+        deployed_stack, tmp_path):
+    run = run_gameday(deployed_stack, ["database-volume-lost"], reports_dir=tmp_path,
+                      progress=Progress())
+    r = run.results[0]
+    failed = [f"{c.name}: expected {c.expected}, measured {c.measured}"
+              for c in r.checks if not c.passed and not c.informational]
+    assert r.status == HELD, failed or r.reason
+    rec = r.reconciliation
+    assert rec is not None and rec.error is None and rec.acknowledged > 100
+    assert rec.audit_mismatches == 0
+    data = postgresql_data_dir(deployed_stack, deployed_stack.one("postgresql").host)
+    assert not data.with_name(data.name + LOST_SUFFIX).exists()  # nothing left behind
+    assert read_rollback_log(deployed_stack.state_dir) is None
+    print(f"database-volume-lost: TTD {r.times.time_to_detect}, TTR {r.times.time_to_recover}"
+          f", lost {rec.lost_acknowledged_writes} of {rec.acknowledged} acknowledged")
+
+
 def test_the_lost_volume_faults_rollback_brings_the_data_back_without_a_restore(
         deployed_stack, tmp_path):
     prefix = f"undo-{time.time_ns()}-"
@@ -142,38 +162,3 @@ def test_the_operator_deletes_rollback_puts_the_rows_back_without_a_restore(depl
     info = pg_conninfo(deployed_stack, deployed_stack.one("postgresql"), SUPERUSER)
     with psycopg.connect(**info, autocommit=True) as conn:
         assert conn.execute("SELECT to_regnamespace(%s)", (ASIDE_SCHEMA,)).fetchone() == (None,)
-
-
-def test_database_volume_lost_gameday_restores_and_loses_only_the_archive_window(
-        deployed_stack, tmp_path):
-    run = run_gameday(deployed_stack, ["database-volume-lost"], reports_dir=tmp_path,
-                      progress=Progress())
-    r = run.results[0]
-    failed = [f"{c.name}: expected {c.expected}, measured {c.measured}"
-              for c in r.checks if not c.passed and not c.informational]
-    assert r.status == HELD, failed or r.reason
-    rec = r.reconciliation
-    assert rec is not None and rec.error is None and rec.acknowledged > 100
-    assert rec.audit_mismatches == 0
-    data = postgresql_data_dir(deployed_stack, deployed_stack.one("postgresql").host)
-    assert not data.with_name(data.name + LOST_SUFFIX).exists()  # nothing left behind
-    assert read_rollback_log(deployed_stack.state_dir) is None
-    print(f"database-volume-lost: TTD {r.times.time_to_detect}, TTR {r.times.time_to_recover}"
-          f", lost {rec.lost_acknowledged_writes} of {rec.acknowledged} acknowledged")
-
-
-def test_database_data_deleted_gameday_restores_to_just_before_the_delete(
-        deployed_stack, tmp_path):
-    run = run_gameday(deployed_stack, ["database-data-deleted"], reports_dir=tmp_path,
-                      progress=Progress())
-    r = run.results[0]
-    failed = [f"{c.name}: expected {c.expected}, measured {c.measured}"
-              for c in r.checks if not c.passed and not c.informational]
-    assert r.status == HELD, failed or r.reason
-    rec = r.reconciliation
-    assert rec is not None and rec.error is None and rec.audit_mismatches == 0
-    window = next(c for c in r.checks if c.name == "lost writes only in the claimed window")
-    assert window.passed
-    print(f"database-data-deleted: TTD {r.times.time_to_detect}, TTR "
-          f"{r.times.time_to_recover}, {rec.lost_acknowledged_writes} writes acknowledged "
-          f"after the DELETE not restored ({window.measured})")

@@ -138,8 +138,10 @@ def test_frozen_postgresql_is_continued_not_restarted(stack):
                 os.kill(pid, 18)  # SIGCONT, whatever happened
             except ProcessLookupError:
                 pass
-    mitigate = next(r for r in result.results if r.step == "mitigate")
-    assert "stopped process(es); healthy, not restarted" in mitigate.stdout
+    restore, restart = [r for r in result.results if r.step == "mitigate"][:2]
+    # A frozen server still has its cluster: the runbook's restore step must not act.
+    assert "holds a cluster: nothing to restore" in restore.stdout
+    assert "stopped process(es); healthy, not restarted" in restart.stdout
     assert int(supervisorctl(stack, "db", "pid", "postgresql").stdout.strip()) == main
     assert missing_alert is None, missing_alert
 
