@@ -12,7 +12,8 @@ from gameday.scenario import absent_optional_services, load_catalog
 from infra.topology import load_stack
 from tests.stacks import docker_lab
 
-BACKUP_SCENARIOS = ("database-volume-lost", "database-data-deleted", "backup-repository-down")
+BACKUP_SCENARIOS = ("database-volume-lost", "database-data-deleted", "backup-repository-down",
+                    "backup-repository-volume-filling")
 
 
 @pytest.fixture(scope="module")
