@@ -22,7 +22,7 @@ from __future__ import annotations
 import contextlib
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -39,6 +39,8 @@ from infra.topology import Service, Topology
 
 #: Where the data directory found at restore time is kept (beside it, same volume).
 ASIDE_SUFFIX = ".before-restore"
+#: Where a failed restore's data directory goes when the kept one is put back.
+FAILED_SUFFIX = ".failed-restore"
 #: Bounds: WAL replay of the lab's data takes seconds; of a large cluster, much longer.
 RESTORE_TIMEOUT_S = 6 * 3600
 RECOVERY_TIMEOUT_S = 3600
@@ -63,10 +65,6 @@ class Restored:
     users: int
     audit_events: int
     users_without_audit: int
-    steps: list[str] = field(default_factory=list)
-
-    def to_dict(self) -> dict[str, Any]:
-        return dict(self.__dict__)
 
 
 def parse_target_time(text: str) -> datetime:
@@ -135,10 +133,7 @@ def restore(topology: Topology, target: Target, when: datetime | None,
     result = Restored(target=wanted, backup=backup.label, aside=None, duration_s=0.0,
                       paused_s=0.0, users=0, audit_events=0, users_without_audit=0)
 
-    def step(message: str) -> None:
-        result.steps.append(message)
-        progress(message)
-
+    step = progress
     started = time.monotonic()
     with StackLock(topology.state_dir).acquire_unless_held_by_caller(), \
             _clients_paused(topology, target, step) as paused:
@@ -212,15 +207,14 @@ def _clients_paused(topology: Topology, target: Target, step: Progress
 
 def _move_aside(topology: Topology, target: Target, host: str, data: Path, aside: Path,
                 step: Progress) -> bool:
-    exists = target.run(host, ["test", "-e", str(data)], timeout_s=10).ok
-    if not exists:
+    if not exists_on(target, host, data):
         step(f"no data directory at {data}: restoring into a new one")
         return False
-    if target.run(host, ["test", "-e", str(aside)], timeout_s=10).ok:
+    if exists_on(target, host, aside):
         # One copy is kept: the one from right before this restore.
-        _checked(target, host, ["rm", "-rf", "--one-file-system", str(aside)], "remove")
+        checked_command(target, host, ["rm", "-rf", "--one-file-system", str(aside)], "remove")
         step(f"removed the copy kept by the previous restore ({aside})")
-    _checked(target, host, ["mv", str(data), str(aside)], "move aside")
+    checked_command(target, host, ["mv", str(data), str(aside)], "move aside")
     step(f"data directory moved aside to {aside}")
     return True
 
@@ -228,7 +222,7 @@ def _move_aside(topology: Topology, target: Target, host: str, data: Path, aside
 def _run_restore(topology: Topology, target: Target, pg: Service, data: Path,
                  when: datetime | None, label: str, step: Progress) -> None:
     owner = pg.kind.user
-    _checked(target, pg.host, ["install", "-d", "-m", "0700", "-o", owner, "-g", owner,
+    checked_command(target, pg.host, ["install", "-d", "-m", "0700", "-o", owner, "-g", owner,
                                str(data)], "create the data directory")
     step(f"pgbackrest restore from {label} "
          f"({'to ' + when.isoformat(timespec='seconds') if when else 'latest'})")
@@ -300,19 +294,38 @@ def _put_back(topology: Topology, target: Target, pg: Service, data: Path,
         target.stop(pg)
     if aside is None:
         return
-    failed = data.with_name(data.name + ".failed-restore")
-    target.run(pg.host, ["rm", "-rf", "--one-file-system", str(failed)], timeout_s=600)
-    if target.run(pg.host, ["test", "-e", str(data)], timeout_s=10).ok:
-        _checked(target, pg.host, ["mv", str(data), str(failed)], "move the failed restore")
-    _checked(target, pg.host, ["mv", str(aside), str(data)], "put the data directory back")
-    step(f"data directory put back from {aside}")
+    put_back_data_directory(topology, target, pg, data, aside)
+    step(f"data directory put back from {aside}; PostgreSQL started on its previous data")
+
+
+def exists_on(target: Target, host: str, path: Path) -> bool:
+    return target.run(host, ["test", "-e", str(path)], timeout_s=10).ok
+
+
+def put_back_data_directory(topology: Topology, target: Target, pg: Service, data: Path,
+                            kept: Path) -> None:
+    """Start PostgreSQL on the data directory kept at `kept` again: what is at `data`
+    now (a failed or partial restore) goes to `<data>.failed-restore`, replacing an
+    older one. Shared by a failed restore and the lost-volume fault's rollback."""
+    target.stop(pg)
+    if exists_on(target, pg.host, data):
+        failed = data.with_name(data.name + FAILED_SUFFIX)
+        checked_command(target, pg.host, ["rm", "-rf", "--one-file-system", str(failed)],
+                 "remove an older failed restore")
+        checked_command(target, pg.host, ["mv", str(data), str(failed)], "move the failed restore")
+    checked_command(target, pg.host, ["mv", str(kept), str(data)], "put the data directory back")
     target.start(pg)
-    with contextlib.suppress(Exception):
-        wake_checkpointer_of(topology)
-    step("PostgreSQL started on its previous data")
+    deadline = time.monotonic() + 60
+    while not target.health(pg).ok:
+        if time.monotonic() > deadline:
+            raise RestoreError(f"postgresql@{pg.host} not healthy 60s after its data "
+                               "directory was put back")
+        time.sleep(0.5)
+    wake_checkpointer_of(topology)
 
 
-def _checked(target: Target, host: str, argv: list[str], what: str) -> None:
+def checked_command(target: Target, host: str, argv: list[str], what: str) -> None:
+    """A host command that must succeed (RestoreError naming `what` otherwise)."""
     result = target.run(host, argv, timeout_s=600)
     if not result.ok:
         raise RestoreError(f"{host}: cannot {what} ({' '.join(argv)}): "

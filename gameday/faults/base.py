@@ -82,6 +82,9 @@ class Fault(ABC):
     instantaneous: ClassVar[bool] = False
     #: The one service this kind of fault acts on (None: any); preflight refuses others.
     target_service: ClassVar[str | None] = None
+    #: Destroys data that only the backup repository can bring back: refused on a
+    #: stack without one (the fault could then only be undone, never recovered from).
+    needs_backups: ClassVar[bool] = False
 
     def __init__(self, spec: FaultSpec, ctx: FaultContext) -> None:
         self.spec = spec
@@ -122,6 +125,9 @@ class Fault(ABC):
         """Reasons the fault cannot run on this stack (empty: it can)."""
         if self.target_service is not None and self.service.name != self.target_service:
             return [f"{self.kind} targets {self.target_service}, not {self.service.name}"]
+        if self.needs_backups and not self.ctx.topology.has_backups:
+            return [f"{self.kind}: the stack keeps no backups (no pgbackrest host), so "
+                    "nothing could recover from it; it could only be undone"]
         return []
 
     def require_preflight(self) -> None:

@@ -71,6 +71,7 @@ class OperatorDelete(Fault):
     kind = "operator_delete"
     instantaneous = True
     target_service = "postgresql"
+    needs_backups = True
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -84,13 +85,6 @@ class OperatorDelete(Fault):
         return [f"as the superuser, DELETE every {self.params.every_nth}th user of the run "
                 "(by id) and its audit event, after copying them to "
                 f"{ASIDE_SCHEMA}; CP_INCIDENT_START = the moment before"]
-
-    def preflight(self) -> list[str]:
-        problems = super().preflight()
-        if not self.ctx.topology.has_backups:
-            problems.append("the stack keeps no backups (no pgbackrest host): the deletion "
-                            "could only be undone from the copy, never restored")
-        return problems
 
     def runbook_env(self) -> dict[str, str]:
         return {"CP_INCIDENT_START": self.incident_start.isoformat()} \

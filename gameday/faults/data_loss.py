@@ -24,22 +24,10 @@ from typing import Any
 
 from gameday.faults.base import Fault, UndoContext, service_of, undo_handler
 from infra.paths import postgresql_data_dir
-from infra.restore import wake_checkpointer_of
+from infra.restore import checked_command, data_present, exists_on, put_back_data_directory
 from infra.topology import Service
 
 LOST_SUFFIX = ".gameday-lost"
-FAILED_SUFFIX = ".failed-restore"
-
-
-def _exists(ctx: UndoContext, host: str, path: Path, test: str = "-e") -> bool:
-    return ctx.target.run(host, ["test", test, str(path)], timeout_s=10).ok
-
-
-def _checked(ctx: UndoContext, host: str, argv: list[str]) -> None:
-    result = ctx.target.run(host, argv, timeout_s=600)
-    if not result.ok:
-        raise RuntimeError(f"{host}: {' '.join(argv)} failed: "
-                           f"{(result.stderr or result.stdout).strip() or 'timed out'}")
 
 
 @undo_handler("bring_back_data_directory")
@@ -50,43 +38,28 @@ def _bring_back(ctx: UndoContext, undo: dict[str, Any]) -> str:
         raise ValueError(f"refusing to touch {lost}: not a GameDay's moved data directory")
     # A run killed between freezing the server and killing it left it frozen.
     ctx.target.resume(svc)
-    if not _exists(ctx, svc.host, lost):
-        if _exists(ctx, svc.host, data / "PG_VERSION", "-f"):
+    if not exists_on(ctx.target, svc.host, lost):
+        if data_present(ctx.topology, ctx.target):
             return f"nothing moved aside any more; {data} holds a cluster"
         raise RuntimeError(f"neither {data} nor {lost} holds the cluster")
     deadline = time.monotonic() + float(undo.get("grace_s", 60))
     while time.monotonic() < deadline:
-        if _exists(ctx, svc.host, data / "PG_VERSION", "-f") and ctx.target.health(svc).ok:
-            _checked(ctx, svc.host, ["rm", "-rf", "--one-file-system", str(lost)])
+        if data_present(ctx.topology, ctx.target) and ctx.target.health(svc).ok:
+            checked_command(ctx.target, svc.host, ["rm", "-rf", "--one-file-system", str(lost)],
+                            "delete the moved copy")
             return f"PostgreSQL runs on a restored cluster; deleted the moved copy {lost}"
-        if not _exists(ctx, svc.host, data):
+        if not exists_on(ctx.target, svc.host, data):
             break  # no restore even began: no point waiting for one
         time.sleep(1.0)
-    ctx.target.stop(svc)
-    if _exists(ctx, svc.host, data):
-        failed = data.with_name(data.name + FAILED_SUFFIX)
-        _checked(ctx, svc.host, ["rm", "-rf", "--one-file-system", str(failed)])
-        _checked(ctx, svc.host, ["mv", str(data), str(failed)])
-    _checked(ctx, svc.host, ["mv", str(lost), str(data)])
-    ctx.target.start(svc)
-    _wait_accepting(ctx, svc)
-    wake_checkpointer_of(ctx.topology)
+    put_back_data_directory(ctx.topology, ctx.target, svc, data, lost)
     return f"no restored cluster: moved {lost} back to {data} and started PostgreSQL"
-
-
-def _wait_accepting(ctx: UndoContext, svc: Service, timeout_s: float = 60) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not ctx.target.health(svc).ok:
-        if time.monotonic() > deadline:
-            raise RuntimeError(f"postgresql@{svc.host} not healthy {timeout_s:g}s after "
-                               "its data directory was put back")
-        time.sleep(0.5)
 
 
 class DataDirectoryLost(Fault):
     kind = "data_directory_lost"
     instantaneous = True
     target_service = "postgresql"
+    needs_backups = True
 
     @property
     def data(self) -> Path:
@@ -98,19 +71,11 @@ class DataDirectoryLost(Fault):
         return [how.format(h=self.service.host, d=self.data, s=LOST_SUFFIX)
                 + "; it stays down (no cluster) until a restore"]
 
-    def preflight(self) -> list[str]:
-        problems = super().preflight()
-        if not self.ctx.topology.has_backups:
-            problems.append("the stack keeps no backups (no pgbackrest host): a lost data "
-                            "directory could only be undone, never restored")
-        return problems
-
     async def inject(self) -> None:
         self.require_preflight()
         svc, data = self.service, self.data
         lost = data.with_name(data.name + LOST_SUFFIX)
-        undo_ctx = self._undo_ctx()
-        if await asyncio.to_thread(_exists, undo_ctx, svc.host, lost):
+        if await asyncio.to_thread(exists_on, self.ctx.target, svc.host, lost):
             # mv would move the cluster *into* it: an earlier run's copy is in the way.
             raise RuntimeError(f"{lost} exists (left by an earlier run?): run "
                                "`invoke gameday --cleanup` or remove it; nothing was changed")
@@ -122,18 +87,20 @@ class DataDirectoryLost(Fault):
         self.applied(entry)
         self.ctx.log(f"postgresql@{svc.host}: data directory gone (moved to {lost})")
 
+    def _move_aside(self, svc: Service, data: Path, lost: Path) -> None:
+        checked_command(self.ctx.target, svc.host, ["mv", str(data), str(lost)],
+                        "move the data directory aside")
+
     def _take_down(self, svc: Service, data: Path, lost: Path) -> None:
         if self.params.signal == "TERM":
             self.ctx.target.stop(svc)
-            _checked(self._undo_ctx(), svc.host, ["mv", str(data), str(lost)])
+            self._move_aside(svc, data, lost)
             return
         # Frozen first, so that nothing more reaches the disk or the archive: killed
         # first, supervisord would respawn it, crash recovery and the stop after it
         # would write and archive the WAL's tail, and the loss would lose nothing.
         pids = self.ctx.target.pause(svc)
-        _checked(self._undo_ctx(), svc.host, ["mv", str(data), str(lost)])
+        self._move_aside(svc, data, lost)
         self.ctx.target.signal_pids(pids, signal.SIGKILL)
         self.ctx.target.stop(svc)
 
-    def _undo_ctx(self) -> UndoContext:
-        return UndoContext(self.ctx.topology, self.ctx.target)
